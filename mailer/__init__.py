@@ -1,0 +1,39 @@
+"""mailer: newsletter and notice service. `create_app` builds the web app and binds the worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+
+from mailer import db, logs
+from mailer.settings import Settings
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build a configured app. Tests pass their own Settings; processes read MAILER_*."""
+    settings = settings or Settings.from_env()
+    logs.configure(settings.log_format)
+    app = Flask(__name__, template_folder=TEMPLATES)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        WTF_CSRF_TIME_LIMIT=settings.form_max_age,
+        SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
+        SESSION_COOKIE_SAMESITE="Lax",
+        RATELIMIT_STORAGE_URI=settings.limiter_storage,
+        RATELIMIT_HEADERS_ENABLED=True,
+    )
+    app.extensions["mailer.settings"] = settings
+    db.init_app(app, settings.database_url)
+
+    from mailer import mail_setup
+    from mailer.web import init_web
+    from worker import celery_init_app
+
+    mail_setup.init_app(app, settings, TEMPLATES)
+    celery_init_app(app)
+    init_web(app)
+    return app

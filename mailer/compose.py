@@ -1,0 +1,83 @@
+"""The one mail composer: a template pair in, a complete multipart/alternative message out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from pathlib import Path
+
+import css_inline
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from mailer.addresses import envelope_form
+from mailer.transport import Outgoing
+
+PLURALS = {"article": "articles", "video": "videos", "webinar": "webinars"}
+
+
+def topic_phrase(topics: list[str]) -> str:
+    """["article", "video"] -> "articles and videos"."""
+    words = [PLURALS.get(topic, topic) for topic in topics] or ["notices"]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+class Composer:
+    """Renders templates/email/<name>.{txt,html} inside their layout and builds the message."""
+
+    def __init__(
+        self, templates: Path, *, sender: str, sender_domain: str, defaults: Mapping[str, object]
+    ) -> None:
+        self.env = Environment(
+            loader=FileSystemLoader(templates),
+            autoescape=select_autoescape(["html"]),
+            undefined=StrictUndefined,  # a missing variable is a bug, not an empty string
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters["topic_phrase"] = topic_phrase
+        # Mail clients drop <style> blocks (Gmail, Outlook): inline every rule at render.
+        self.inliner = css_inline.CSSInliner(keep_style_tags=False)
+        name, addr = parseaddr(sender)
+        self.sender = Address(display_name=name, addr_spec=addr)
+        self.sender_domain = sender_domain
+        self.defaults = dict(defaults)
+
+    def render(self, name: str, context: Mapping[str, object]) -> tuple[str, str]:
+        """The text and the inlined HTML of email/<name>."""
+        values = {**self.defaults, **context}
+        text = self.env.get_template(f"email/{name}.txt").render(values)
+        html = self.env.get_template(f"email/{name}.html").render(values)
+        return text, self.inliner.inline(html)
+
+    def build(
+        self,
+        name: str,
+        *,
+        to: str,
+        subject: str,
+        context: Mapping[str, object],
+        now: datetime,
+        headers: Mapping[str, str] | None = None,
+    ) -> Outgoing:
+        """A multipart/alternative message (text first, HTML last: RFC 2046 §5.1.4).
+
+        Header values go through email.headerregistry, which RFC 2047-encodes
+        non-ASCII display names and refuses CR/LF, so no field can add a header.
+        """
+        text, html = self.render(name, context)
+        recipient = envelope_form(to)
+        message = EmailMessage(policy=policy.SMTP)
+        message["From"] = self.sender
+        message["To"] = Address(addr_spec=recipient)  # no display name: nothing the form typed
+        message["Subject"] = subject
+        message["Date"] = format_datetime(now)
+        message["Message-ID"] = make_msgid(domain=self.sender_domain)
+        for key, value in (headers or {}).items():
+            message[key] = value
+        message.set_content(text)
+        message.add_alternative(html, subtype="html")
+        return Outgoing(message, mail_from=self.sender.addr_spec, rcpt_to=recipient)

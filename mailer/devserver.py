@@ -1,0 +1,141 @@
+"""`make run`: web, worker and scheduler on the embedded default, stopped together by Ctrl-C.
+
+No servers needed: SQLite under var/, kombu's SQLAlchemy transport on SQLite
+as the broker, mail written to var/outbox/. Settings already in the
+environment win over these defaults, so the same command can point at
+PostgreSQL, Redis or a real relay.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+VAR = Path("var")
+HOST, PORT = os.environ.get("MAILER_HOST", "127.0.0.1"), os.environ.get("PORT", "8000")
+
+
+def _secret_key() -> str:
+    # Generated once and kept in var/, so sessions and mailed links survive restarts.
+    path = VAR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ)
+    defaults = {
+        "MAILER_SECRET_KEY": _secret_key(),
+        "MAILER_BASE_URL": f"http://{HOST}:{PORT}",
+        "MAILER_FROM": "Health Notices <notices@localhost>",
+        "MAILER_POSTAL_ADDRESS": "Set MAILER_POSTAL_ADDRESS: your street address, City, Country",
+        "MAILER_DATABASE_URL": f"sqlite:///{(VAR / 'mailer.db').resolve()}",
+        "MAILER_BROKER_URL": f"sqla+sqlite:///{(VAR / 'broker.db').resolve()}",
+        "MAILER_SMTP_URL": f"outbox:{(VAR / 'outbox').resolve()}",
+        # No DNS for mail domains is assumed on a laptop demo; production turns it on.
+        "MAILER_CHECK_DELIVERABILITY": "false",
+        "MAILER_LOG_FORMAT": "text",
+    }
+    for key, value in defaults.items():
+        env.setdefault(key, value)
+    return env
+
+
+def _processes(env: dict[str, str]) -> dict[str, list[str]]:
+    bin_dir = Path(sys.executable).parent
+    return {
+        "web": [
+            str(bin_dir / "gunicorn"),
+            "--bind",
+            f"{HOST}:{PORT}",
+            "--workers",
+            "1",
+            "--threads",
+            "4",
+            "--access-logfile",
+            "-",
+            "mailer:create_app()",
+        ],
+        "worker": [
+            str(bin_dir / "celery"),
+            "-A",
+            "worker.app",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--queues",
+            "transactional,bulk",
+            "--concurrency",
+            "2",
+        ],
+        "beat": [
+            str(bin_dir / "celery"),
+            "-A",
+            "worker.app",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(VAR / "celerybeat-schedule"),
+        ],
+    }
+
+
+def _stop(children: dict[str, subprocess.Popen]) -> None:
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for child in children.values():
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+def main() -> int:
+    """Migrate, start the three processes, print where to look, and wait for Ctrl-C."""
+    VAR.mkdir(exist_ok=True)
+    env = _environment()
+    subprocess.run([sys.executable, "-m", "mailer.cli", "db", "upgrade"], env=env, check=True)
+    children = {name: subprocess.Popen(argv, env=env) for name, argv in _processes(env).items()}
+    stopping = False
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    time.sleep(2)
+    print(
+        f"\n  mailer is running: {env['MAILER_BASE_URL']}/\n"
+        f"  signup page:   {env['MAILER_BASE_URL']}/\n"
+        f"  embeddable:    {env['MAILER_BASE_URL']}/embed\n"
+        f"  mail lands in: {env['MAILER_SMTP_URL'].removeprefix('outbox:')}/ (one .eml per message)\n"
+        f"  health:        {env['MAILER_BASE_URL']}/healthz\n"
+        "  (the admin console and its login arrive with the admin issue)\n"
+        "  Press Ctrl-C to stop web, worker and scheduler.\n",
+        flush=True,
+    )
+    exit_code = 0
+    while not stopping:
+        for name, child in children.items():
+            if child.poll() is not None:
+                print(f"{name} exited with {child.returncode}; stopping the rest", flush=True)
+                stopping, exit_code = True, 1
+        time.sleep(0.5)
+    _stop(children)
+    print("mailer stopped", flush=True)
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

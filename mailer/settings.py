@@ -1,0 +1,168 @@
+"""Settings, read once from MAILER_* environment variables.
+
+Every field here is a row in the README's settings table, in the same order.
+A missing or malformed value raises SettingsError naming the variable, so a
+misconfigured process stops at start-up instead of failing on the first mail.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from email.headerregistry import Address
+from email.utils import parseaddr
+from typing import Any
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed. The message names the variable."""
+
+
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _url(*schemes: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        scheme = raw.split(":", 1)[0].lower()
+        if ":" not in raw or scheme not in schemes:
+            raise ValueError(f"must be a URL starting with one of {', '.join(schemes)}")
+        return raw
+
+    return parse
+
+
+def _base_url(raw: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", raw):
+        raise ValueError("must be an absolute http(s) URL such as https://news.example.com")
+    return raw.rstrip("/")
+
+
+def _sender(raw: str) -> str:
+    name, addr = parseaddr(raw)
+    if "@" not in addr or "\n" in raw or "\r" in raw:
+        raise ValueError('must be an address such as "Site Notices <notices@example.com>"')
+    Address(display_name=name, addr_spec=addr)  # raises on what the header could not hold
+    return raw
+
+
+def _positive(kind: type) -> Callable[[str], Any]:
+    def parse(raw: str) -> Any:
+        value = kind(raw)
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
+
+    return parse
+
+
+def _rate_limit(raw: str) -> str:
+    if not re.fullmatch(r"\s*\d+\s*(/|per)\s*\d*\s*(second|minute|hour|day)s?\s*", raw):
+        raise ValueError("must look like 20/hour")
+    return raw
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw.lower() not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return raw.lower()
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything mailer reads from its environment. Tests build one directly."""
+
+    secret_key: str
+    base_url: str
+    sender: str
+    postal_address: str
+    database_url: str = "sqlite:///var/mailer.db"
+    broker_url: str = "sqla+sqlite:///var/broker.db"
+    smtp_url: str = "outbox:var/outbox"
+    send_rate: float = 50.0
+    check_deliverability: bool = True
+    deliverability_timeout: float = 3.0
+    signup_limit: str = "20/hour"
+    trusted_proxies: int = 0
+    ratelimit_storage_url: str = ""  # empty: the broker's Redis, else in-process memory
+    site_name: str = "Health Notices"
+    welcome_mail: bool = True
+    block_disposable: bool = False
+    captcha_provider: str = "none"
+    captcha_site_key: str = ""
+    captcha_secret: str = ""
+    captcha_verify_url: str = ""  # empty: the provider's own siteverify URL
+    form_min_seconds: float = 3.0
+    form_max_age: int = 86400
+    embed_origins: str = "*"
+    max_body_bytes: int = 64 * 1024
+    smtp_timeout: float = 30.0
+    retry_backoff: float = 30.0
+    retry_max: int = 8
+    log_format: str = "json"
+
+    @property
+    def sender_domain(self) -> str:
+        """The domain of the From address: Message-IDs are made under it."""
+        return parseaddr(self.sender)[1].rpartition("@")[2]
+
+    @property
+    def limiter_storage(self) -> str:
+        """Where Flask-Limiter counts: Redis in production, memory in `make run`."""
+        if self.ratelimit_storage_url:
+            return self.ratelimit_storage_url
+        if self.broker_url.startswith(("redis://", "rediss://")):
+            return self.broker_url
+        return "memory://"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and check every MAILER_* variable; raise SettingsError naming the bad one."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            name = "MAILER_" + ("FROM" if field.name == "sender" else field.name.upper())
+            raw = environ.get(name, "").strip()
+            if not raw:
+                if field.default is field.default_factory:  # both MISSING: required
+                    raise SettingsError(f"{name} is not set (required)")
+                continue
+            try:
+                values[field.name] = PARSERS.get(field.name, str)(raw)
+            except ValueError as error:
+                raise SettingsError(f"{name} is malformed: {error} (got {raw!r})") from None
+        return cls(**values)
+
+
+PARSERS: dict[str, Callable[[str], Any]] = {
+    "base_url": _base_url,
+    "sender": _sender,
+    "database_url": _url("sqlite", "postgresql", "postgresql+psycopg"),
+    "broker_url": _url("redis", "rediss", "sqla+sqlite", "sqla+postgresql", "amqp", "memory"),
+    "smtp_url": _url("smtp", "smtps", "outbox"),
+    "send_rate": _positive(float),
+    "check_deliverability": _flag,
+    "deliverability_timeout": _positive(float),
+    "signup_limit": _rate_limit,
+    "trusted_proxies": _positive(int),
+    "welcome_mail": _flag,
+    "block_disposable": _flag,
+    "captcha_provider": _choice("none", "turnstile", "hcaptcha"),
+    "form_min_seconds": _positive(float),
+    "form_max_age": _positive(int),
+    "max_body_bytes": _positive(int),
+    "smtp_timeout": _positive(float),
+    "retry_backoff": _positive(float),
+    "retry_max": _positive(int),
+    "log_format": _choice("json", "text"),
+}

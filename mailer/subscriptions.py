@@ -1,0 +1,227 @@
+"""Signing up, confirming, cancelling and leaving: the double opt-in core.
+
+Each function takes a session first and plain values after, flushes but never
+commits: the caller commits, then queues the mail whose id it was given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from mailer import antispam
+from mailer.errors import InvalidToken
+from mailer.models import (
+    Consent,
+    MailKind,
+    Subscriber,
+    SubscriberStatus,
+    SubscriberTopic,
+    Suppression,
+    Topic,
+    TransactionalMail,
+)
+
+UNCONFIRMED_LIFETIME = timedelta(days=7)
+MAIL_LOG_RETENTION = timedelta(days=30)
+
+
+@dataclass(frozen=True, slots=True)
+class SignupRequest:
+    """How the signup came in: the consent proof the view collects from the request."""
+
+    ip: str
+    user_agent: str
+    form: str
+    source_url: str
+    wording: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignupOutcome:
+    """The mail to queue after commit (None: no mail), and why not, for the log."""
+
+    mail_id: int | None
+    held_back: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmOutcome:
+    newly_confirmed: bool
+    welcome_mail_id: int | None = None
+
+
+def _lock_subscriber(session: Session, email: str, name: str, now: datetime) -> Subscriber:
+    """Create the subscriber row if missing and lock it for this transaction.
+
+    Concurrent signups for one address queue up here, so the per-address mail
+    count below is read by one of them at a time (PostgreSQL: the row lock;
+    SQLite: the insert takes the database's write lock).
+    """
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    session.execute(
+        dialect.insert(Subscriber)
+        .values(
+            email=email,
+            name=name,
+            status=SubscriberStatus.PENDING,
+            created_at=now,
+            last_signup_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["email"])
+    )
+    return session.scalars(
+        select(Subscriber)
+        .where(Subscriber.email == email)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+
+
+def queue_mail(
+    session: Session,
+    subscriber: Subscriber,
+    kind: MailKind,
+    *,
+    now: datetime,
+    consent: Consent | None = None,
+) -> int:
+    """Record a transactional mail to send; return its id for the task."""
+    mail = TransactionalMail(
+        subscriber_id=subscriber.id,
+        consent_id=consent.id if consent else None,
+        email=subscriber.email,
+        kind=kind,
+        created_at=now,
+    )
+    session.add(mail)
+    session.flush()
+    return mail.id
+
+
+def sign_up(
+    session: Session,
+    *,
+    email: str,
+    name: str,
+    topics: Sequence[str],
+    request: SignupRequest,
+    now: datetime,
+) -> SignupOutcome:
+    """Record a signup and decide which mail, if any, the address gets.
+
+    A confirmed subscriber is never moved back to pending, and their name and
+    topics do not change: they get an "already subscribed" mail instead. The
+    reader sees the same page whatever happens here.
+    """
+    subscriber = _lock_subscriber(session, email, name, now)
+    verdict = antispam.check_address_limits(session, email, now=now)
+    if verdict.refused:
+        return SignupOutcome(None, verdict.reason)
+    subscriber.last_signup_at = now
+    if subscriber.status == SubscriberStatus.CONFIRMED:
+        return SignupOutcome(queue_mail(session, subscriber, MailKind.ALREADY_SUBSCRIBED, now=now))
+
+    if subscriber.status == SubscriberStatus.PENDING:
+        subscriber.name = name  # nobody has confirmed the old one either
+    chosen = [topic.value for topic in Topic if topic.value in set(topics)]
+    consent = Consent(
+        subscriber_id=subscriber.id,
+        requested_at=now,
+        ip=request.ip,
+        user_agent=request.user_agent[:512],
+        form=request.form,
+        source_url=request.source_url[:2048],
+        wording=request.wording,
+        topics=",".join(chosen),
+    )
+    session.add(consent)
+    session.flush()
+    return SignupOutcome(
+        queue_mail(session, subscriber, MailKind.CONFIRM, now=now, consent=consent)
+    )
+
+
+def confirm(
+    session: Session, consent_id: int, *, ip: str, now: datetime, welcome: bool
+) -> ConfirmOutcome:
+    """Confirm the signup behind `consent_id`; a replay or a stale link changes nothing."""
+    consent = session.get(Consent, consent_id, with_for_update=True)
+    if consent is None:  # purged, or cancelled with "this wasn't me"
+        raise InvalidToken("confirm")
+    subscriber = session.get_one(Subscriber, consent.subscriber_id)
+    if consent.confirmed_at is not None or subscriber.status == SubscriberStatus.CONFIRMED:
+        return ConfirmOutcome(newly_confirmed=False)
+
+    consent.confirmed_at, consent.confirmed_ip = now, ip
+    subscriber.status = SubscriberStatus.CONFIRMED
+    subscriber.confirmed_at, subscriber.unsubscribed_at = now, None
+    subscriber.topics = [SubscriberTopic(topic=topic) for topic in consent.topic_list]
+    session.flush()
+    welcome_id = queue_mail(session, subscriber, MailKind.WELCOME, now=now) if welcome else None
+    return ConfirmOutcome(newly_confirmed=True, welcome_mail_id=welcome_id)
+
+
+def cancel_signup(session: Session, consent_id: int, *, now: datetime) -> bool:
+    """ "This wasn't me": drop the unconfirmed signup and block further confirmation mail.
+
+    Returns False when there was nothing to cancel (already confirmed, or gone).
+    """
+    consent = session.get(Consent, consent_id)
+    if consent is None or consent.confirmed_at is not None:
+        return False
+    subscriber = session.get_one(Subscriber, consent.subscriber_id)
+    if subscriber.status == SubscriberStatus.CONFIRMED:
+        return False
+    if session.scalar(select(Suppression.id).where(Suppression.email == subscriber.email)) is None:
+        session.add(Suppression(email=subscriber.email, reason="not_me", created_at=now))
+    if subscriber.status == SubscriberStatus.PENDING:
+        session.delete(subscriber)  # its consents and topics go with it
+    else:
+        session.delete(consent)
+    session.flush()
+    return True
+
+
+def purge_unconfirmed(session: Session, *, now: datetime) -> int:
+    """Delete signups left unconfirmed for 7 days, and old mail-log rows; return the count.
+
+    Unconfirmed rows are personal data held without consent: keep them no
+    longer than their confirmation link lives.
+    """
+    purged = session.execute(
+        delete(Subscriber).where(
+            Subscriber.status == SubscriberStatus.PENDING,
+            Subscriber.last_signup_at < now - UNCONFIRMED_LIFETIME,
+        )
+    ).rowcount
+    session.execute(
+        delete(TransactionalMail).where(TransactionalMail.created_at < now - MAIL_LOG_RETENTION)
+    )
+    return purged or 0
+
+
+def update_preferences(session: Session, subscriber_id: int, *, topics: Sequence[str]) -> None:
+    """Replace a confirmed subscriber's topics (from their own signed preferences link)."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        raise InvalidToken("preferences")
+    chosen = [topic.value for topic in Topic if topic.value in set(topics)]
+    subscriber.topics = [SubscriberTopic(topic=topic) for topic in chosen]
+    session.flush()
+
+
+def unsubscribe(session: Session, subscriber_id: int, *, now: datetime) -> None:
+    """Take the subscriber off every list; harmless when repeated. Coming back needs a new opt-in."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        raise InvalidToken("preferences")
+    if subscriber.status != SubscriberStatus.UNSUBSCRIBED:
+        subscriber.status = SubscriberStatus.UNSUBSCRIBED
+        subscriber.unsubscribed_at = now
+    session.flush()

@@ -1,0 +1,165 @@
+"""How mail leaves: an SMTP relay in production, an outbox folder on the embedded default."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+
+class TemporaryFailure(Exception):
+    """4xx or connection trouble: try again later."""
+
+
+class PermanentFailure(Exception):
+    """5xx for this recipient: never retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message and its SMTP envelope (which may differ from its headers)."""
+
+    message: EmailMessage
+    mail_from: str
+    rcpt_to: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    message_id: str
+    error: TemporaryFailure | PermanentFailure | None = None
+
+
+class Transport(Protocol):
+    def send(self, outgoing: Sequence[Outgoing]) -> list[SendResult]:
+        """Send over one connection and report each message; never raise per recipient."""
+        ...
+
+
+def _failure(code: int, text: str) -> TemporaryFailure | PermanentFailure:
+    kind = PermanentFailure if 500 <= code < 600 else TemporaryFailure
+    return kind(f"{code} {text}")
+
+
+def _smtp_error(error: Exception) -> TemporaryFailure | PermanentFailure:
+    """Sort an smtplib exception into temporary (retry) or permanent (record and stop)."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        code, text = next(iter(error.recipients.values()))
+        return _failure(code, text.decode(errors="replace"))
+    if isinstance(error, smtplib.SMTPResponseException):
+        return _failure(error.smtp_code, error.smtp_error.decode(errors="replace"))
+    if isinstance(error, smtplib.SMTPNotSupportedError):
+        # A non-ASCII mailbox and a relay without SMTPUTF8 (RFC 6531): retrying cannot help.
+        return PermanentFailure(f"relay cannot carry this address: {error}")
+    return TemporaryFailure(f"{type(error).__name__}: {error}")
+
+
+class SMTPTransport:
+    """One connection per process, kept open and reused for every message it sends."""
+
+    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+        parts = urlsplit(url)
+        query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+        self.implicit_tls = parts.scheme == "smtps"
+        self.host = parts.hostname or "localhost"
+        self.port = parts.port or (465 if self.implicit_tls else 25)
+        self.username = unquote(parts.username or "")
+        self.password = unquote(parts.password or "")
+        self.starttls = query.get("starttls", "1" if self.port == 587 else "0") == "1"
+        self.timeout = float(query.get("timeout", timeout))
+        self._connection: smtplib.SMTP | None = None
+        self._lock = threading.Lock()  # one SMTP dialogue at a time on the shared connection
+
+    def _connect(self) -> smtplib.SMTP:
+        context = ssl.create_default_context()
+        if self.implicit_tls:
+            connection: smtplib.SMTP = smtplib.SMTP_SSL(
+                self.host, self.port, timeout=self.timeout, context=context
+            )
+        else:
+            connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            if self.starttls:
+                connection.starttls(context=context)
+        connection.ehlo_or_helo_if_needed()
+        if self.username:
+            connection.login(self.username, self.password)
+        return connection
+
+    def close(self) -> None:
+        """Say QUIT and drop the connection."""
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.quit()
+            except (smtplib.SMTPException, OSError):
+                pass
+            self._connection = None
+
+    def _send_one(self, item: Outgoing) -> None:
+        for attempt in (1, 2):
+            if self._connection is None:
+                self._connection = self._connect()
+            try:
+                self._connection.send_message(
+                    item.message, from_addr=item.mail_from, to_addrs=[item.rcpt_to]
+                )
+                return
+            except smtplib.SMTPServerDisconnected:
+                # The relay may have closed our idle connection: reconnect once.
+                self._connection = None
+                if attempt == 2:
+                    raise
+
+    def send(self, outgoing: Sequence[Outgoing]) -> list[SendResult]:
+        results = []
+        with self._lock:
+            for item in outgoing:
+                message_id = str(item.message["Message-ID"])
+                try:
+                    self._send_one(item)
+                    results.append(SendResult(message_id))
+                except (smtplib.SMTPException, OSError) as error:
+                    failure = _smtp_error(error)
+                    if isinstance(failure, TemporaryFailure) and not isinstance(
+                        error, smtplib.SMTPResponseException
+                    ):
+                        self._connection = None  # the socket is in an unknown state
+                    results.append(SendResult(message_id, failure))
+        return results
+
+
+class OutboxTransport:
+    """Writes each message to `directory` as one .eml file, as a recipient would receive it."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    def send(self, outgoing: Sequence[Outgoing]) -> list[SendResult]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        results = []
+        for item in outgoing:
+            name = f"{item.message['Date'].datetime:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}.eml"
+            scratch = self.directory / f".{name}.tmp"
+            data = item.message.as_bytes(policy=policy.SMTPUTF8)
+            scratch.write_bytes(f"X-Envelope-To: {item.rcpt_to}\r\n".encode() + data)
+            scratch.rename(self.directory / name)  # readers never see half a file
+            results.append(SendResult(str(item.message["Message-ID"])))
+        return results
+
+
+def from_url(url: str, *, timeout: float = 30.0) -> Transport:
+    """The transport that MAILER_SMTP_URL names: smtp://, smtps:// or outbox:PATH."""
+    if url.startswith("outbox:"):
+        return OutboxTransport(url.removeprefix("outbox:").removeprefix("//") or "var/outbox")
+    return SMTPTransport(url, timeout=timeout)

@@ -1,0 +1,69 @@
+"""Web edge: blueprints, extensions, security headers and error pages."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, current_app, render_template, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from mailer.web import health, public
+
+EMBED_ENDPOINTS = {"public.embed", "public.embed_thanks", "public.subscribe"}
+
+
+def init_web(app: Flask) -> None:
+    """Register blueprints, CSRF, rate limits, proxy handling and headers on `app`."""
+    settings = app.extensions["mailer.settings"]
+    if settings.trusted_proxies:
+        # Believe X-Forwarded-For only from as many hops as we run: with 0,
+        # a client cannot spoof its address to dodge the per-IP limit.
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app,
+            x_for=settings.trusted_proxies,  # type: ignore[method-assign]
+            x_proto=settings.trusted_proxies,
+        )
+    csrf = CSRFProtect(app)
+    app.register_blueprint(public.bp)
+    app.register_blueprint(health.bp)
+    # The signup form checks its own CSRF token (the embedded form cannot carry one).
+    csrf.exempt("mailer.web.public.subscribe")
+
+    limiter = Limiter(get_remote_address, app=app, strategy="moving-window")
+    app.extensions["mailer.limiter"] = limiter
+    app.view_functions["public.subscribe"] = limiter.limit(settings.signup_limit, methods=["POST"])(
+        app.view_functions["public.subscribe"]
+    )
+
+    app.context_processor(lambda: {"site": settings})
+    app.after_request(_security_headers)
+    app.register_error_handler(HTTPException, _error_page)
+
+
+def _security_headers(response: Response) -> Response:
+    settings = current_app.extensions["mailer.settings"]
+    frame_ancestors = "'none'"
+    if request.endpoint in EMBED_ENDPOINTS:
+        frame_ancestors = settings.embed_origins
+    else:
+        response.headers["X-Frame-Options"] = "DENY"
+    script = "'self'"
+    if settings.captcha_provider == "turnstile":
+        script += " https://challenges.cloudflare.com"
+    elif settings.captcha_provider == "hcaptcha":
+        script += " https://hcaptcha.com https://*.hcaptcha.com"
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'self'; script-src {script}; style-src 'self'; img-src 'self' data:; "
+        f"frame-src {script}; form-action 'self'; base-uri 'none'; "
+        f"frame-ancestors {frame_ancestors}"
+    )
+    # Token links must not leak to other sites through the Referer header.
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _error_page(error: HTTPException) -> tuple[str, int]:
+    return render_template("web/error.html", error=error), error.code or 500

@@ -1,0 +1,205 @@
+"""Pages a reader sees: signup, the embeddable form, confirm, "this wasn't me", preferences."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask_wtf import FlaskForm
+from kombu.exceptions import OperationalError
+from werkzeug import Response
+
+from mailer import antispam, clock, db, subscriptions, tokens
+from mailer.errors import CaptchaUnavailable, InvalidToken
+from mailer.models import Subscriber
+from mailer.web.forms import (
+    TOPIC_CHOICES,
+    CheckboxesField,
+    EmbedSignupForm,
+    SignupForm,
+    consent_wording,
+)
+from worker import tasks
+
+bp = Blueprint("public", __name__)
+log = logging.getLogger("mailer.web")
+CAPTCHA_FIELDS = {"turnstile": "cf-turnstile-response", "hcaptcha": "h-captcha-response"}
+
+
+def _settings():
+    return current_app.extensions["mailer.settings"]
+
+
+def _render_form(template: str, form: SignupForm, status: int = 200, **extra: object):
+    if not form.stamp.data:  # keep the first stamp across re-renders: it times the reader
+        form.stamp.data = antispam.make_stamp(_settings().secret_key, now=clock.now())
+    return render_template(template, form=form, wording=consent_wording(), **extra), status
+
+
+def _enqueue(mail_id: int) -> None:
+    try:
+        tasks.send_mail.delay(mail_id)
+    except OperationalError:
+        # The row is committed; the beat's requeue task sends it once the broker is back.
+        log.exception("broker unreachable; mail %s left for the requeue task", mail_id)
+
+
+def _spam_verdict(form: SignupForm) -> antispam.Verdict:
+    settings = _settings()
+    verdict = antispam.check_form(
+        settings.secret_key,
+        honeypot=form.website.data or "",
+        stamp=form.stamp.data or "",
+        now=clock.now(),
+        min_seconds=settings.form_min_seconds,
+        max_age=settings.form_max_age,
+    )
+    if not verdict.refused:
+        verdict = antispam.check_domain(form.email.data, block_disposable=settings.block_disposable)
+    if not verdict.refused and settings.captcha_provider != "none":
+        verdict = antispam.verify_captcha(
+            settings.captcha_provider,
+            secret=settings.captcha_secret,
+            response=request.form.get(CAPTCHA_FIELDS[settings.captcha_provider], ""),
+            remote_ip=request.remote_addr or "",
+            url=settings.captcha_verify_url,
+        )
+    return verdict
+
+
+@bp.get("/")
+def signup():
+    return _render_form("web/signup.html", SignupForm())
+
+
+@bp.get("/embed")
+def embed():
+    return _render_form("web/embed.html", EmbedSignupForm())
+
+
+@bp.post("/subscribe")
+def subscribe():
+    """Both forms post here. Every outcome but a form error looks the same to the sender."""
+    embedded = request.form.get("form") == "embed"
+    form = EmbedSignupForm() if embedded else SignupForm()
+    if not form.validate_on_submit():
+        return _render_form("web/embed.html" if embedded else "web/signup.html", form, 400)
+    try:
+        verdict = _spam_verdict(form)
+    except CaptchaUnavailable:
+        log.exception("captcha service unavailable")
+        return render_template("web/error.html", error=None, unavailable=True), 503
+    if verdict.refused:
+        log.info("signup refused", extra={"reason": verdict.reason, "ip": request.remote_addr})
+    else:
+        session = db.get_session()
+        outcome = subscriptions.sign_up(
+            session,
+            email=form.email.data,
+            name=form.name.data or "",
+            topics=form.topics.data,
+            request=subscriptions.SignupRequest(
+                ip=request.remote_addr or "",
+                user_agent=request.user_agent.string,
+                form="embed" if embedded else "page",
+                source_url=request.referrer or "",
+                wording=consent_wording(),
+            ),
+            now=clock.now(),
+        )
+        session.commit()  # commit before enqueueing: the worker must find the row
+        if outcome.mail_id is not None:
+            _enqueue(outcome.mail_id)
+        else:
+            log.info("signup mail held back", extra={"reason": outcome.held_back})
+    return redirect(url_for("public.embed_thanks" if embedded else "public.check_inbox"))
+
+
+@bp.get("/check-inbox")
+def check_inbox():
+    return render_template("web/check_inbox.html")
+
+
+@bp.get("/embed/thanks")
+def embed_thanks():
+    return render_template("web/embed_thanks.html")
+
+
+def _read(purpose: tokens.Purpose, token: str) -> int:
+    return tokens.read(_settings().secret_key, purpose, token)
+
+
+@bp.errorhandler(InvalidToken)
+def invalid_token(_error: InvalidToken):
+    """Forged, expired or used-up links: say so plainly and offer a fresh signup."""
+    return _render_form("web/token_invalid.html", SignupForm(), 400)
+
+
+@bp.get("/confirm/<token>")
+def confirm_page(token: str):
+    # Mail scanners fetch every GET link: showing this page confirms nothing.
+    _read(tokens.Purpose.CONFIRM, token)
+    return render_template("web/confirm.html", form=FlaskForm())
+
+
+@bp.post("/confirm/<token>")
+def confirm(token: str):
+    consent_id = _read(tokens.Purpose.CONFIRM, token)
+    session = db.get_session()
+    outcome = subscriptions.confirm(
+        session,
+        consent_id,
+        ip=request.remote_addr or "",
+        now=clock.now(),
+        welcome=_settings().welcome_mail,
+    )
+    session.commit()
+    if outcome.welcome_mail_id is not None:
+        _enqueue(outcome.welcome_mail_id)
+    return render_template("web/confirmed.html", newly_confirmed=outcome.newly_confirmed)
+
+
+@bp.get("/not-me/<token>")
+def not_me_page(token: str):
+    _read(tokens.Purpose.NOT_ME, token)
+    return render_template("web/not_me.html", form=FlaskForm(), done=None)
+
+
+@bp.post("/not-me/<token>")
+def not_me(token: str):
+    consent_id = _read(tokens.Purpose.NOT_ME, token)
+    session = db.get_session()
+    cancelled = subscriptions.cancel_signup(session, consent_id, now=clock.now())
+    session.commit()
+    return render_template("web/not_me.html", form=None, done=cancelled)
+
+
+class PreferencesForm(FlaskForm):
+    topics = CheckboxesField("Send me notices of new", choices=TOPIC_CHOICES)
+
+
+@bp.route("/preferences/<token>", methods=["GET", "POST"])
+def preferences(token: str):
+    subscriber_id = _read(tokens.Purpose.PREFERENCES, token)
+    session = db.get_session()
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        raise InvalidToken("preferences")
+    form = PreferencesForm(topics=subscriber.topic_names)
+    saved = False
+    if form.validate_on_submit():
+        subscriptions.update_preferences(session, subscriber_id, topics=form.topics.data or [])
+        session.commit()
+        saved = True
+    return render_template(
+        "web/preferences.html", form=form, subscriber=subscriber, token=token, saved=saved
+    )
+
+
+@bp.post("/preferences/<token>/unsubscribe")
+def unsubscribe(token: str) -> Response:
+    subscriber_id = _read(tokens.Purpose.PREFERENCES, token)
+    session = db.get_session()
+    subscriptions.unsubscribe(session, subscriber_id, now=clock.now())
+    session.commit()
+    return redirect(url_for("public.preferences", token=token))

@@ -1,0 +1,159 @@
+"""Fixtures: real PostgreSQL, SQLite, Redis, an aiosmtpd relay and a real Celery worker."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import psycopg
+import pytest
+import redis
+from celery.contrib.testing.worker import start_worker
+from flask import Flask
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from mailer import create_app
+from mailer.cli import upgrade
+from mailer.models import Base
+from mailer.settings import Settings
+from tests.helpers import free_port
+from tests.smtp_sink import Inbox, start_sink
+
+PG_ADMIN = os.environ.get("MAILER_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_URL = os.environ.get(
+    "MAILER_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/mailer_test"
+)
+REDIS_URL = os.environ.get("MAILER_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """A fresh mailer_test database, built by the migrations themselves."""
+    name = PG_URL.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}"')
+    upgrade(PG_URL)
+    return PG_URL
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'mailer.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    port = free_port()
+    inbox, controller = start_sink(port)
+    yield inbox, port
+    controller.stop()
+
+
+@pytest.fixture
+def inbox(smtp: tuple[Inbox, int]) -> Inbox:
+    smtp[0].reset()
+    return smtp[0]
+
+
+@pytest.fixture(autouse=True)
+def clean_redis() -> Iterator[None]:
+    # Leftover task messages would be run by the next test's worker.
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def make_settings(smtp: tuple[Inbox, int], pg_url: str) -> Callable[..., Settings]:
+    def build(**overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "secret_key": "test-secret-key",
+            "base_url": "http://mailer.test",
+            "sender": "Health Notices <notices@mailer.test>",
+            "postal_address": "1 Test Street, Testville",
+            "database_url": pg_url,
+            "broker_url": REDIS_URL,
+            "smtp_url": f"smtp://127.0.0.1:{smtp[1]}",
+            "check_deliverability": False,
+            "retry_backoff": 0.2,
+            "retry_max": 4,
+            "log_format": "text",
+        }
+        values.update(overrides)
+        return Settings(**values)  # type: ignore[arg-type]
+
+    return build
+
+
+def _truncate(app: Flask) -> None:
+    engine = app.extensions["mailer.engine"]
+    tables = [table.name for table in reversed(Base.metadata.sorted_tables)]
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                connection.execute(text(f"DELETE FROM {table}"))
+    engine.dispose()
+
+
+@pytest.fixture
+def make_app(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., Flask]]:
+    """Build apps with setting overrides; every table is emptied after the test."""
+    apps: list[Flask] = []
+
+    def build(**overrides: object) -> Flask:
+        app = create_app(make_settings(**overrides))
+        app.config["TESTING"] = True
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        _truncate(app)
+        app.extensions["mailer.transport"].close() if hasattr(
+            app.extensions["mailer.transport"], "close"
+        ) else None
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask):
+    return app.test_client()
+
+
+@pytest.fixture
+def session(app: Flask) -> Iterator[Session]:
+    with app.extensions["mailer.sessionmaker"]() as db_session:
+        yield db_session
+
+
+@contextmanager
+def running_worker(app: Flask) -> Iterator[None]:
+    """A real Celery worker consuming the app's broker, in this process."""
+    with start_worker(
+        app.extensions["celery"],
+        pool="threads",
+        concurrency=2,
+        perform_ping_check=False,
+        shutdown_timeout=10,
+        queues=["transactional", "bulk"],
+    ):
+        yield
+
+
+@pytest.fixture
+def worker(app: Flask) -> Iterator[None]:
+    with running_worker(app):
+        yield

@@ -1,0 +1,88 @@
+"""Test helpers: reading forms, posting signups as a person would, finding links in mail."""
+
+from __future__ import annotations
+
+import re
+import socket
+from datetime import timedelta
+from email.message import EmailMessage
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from mailer import antispam, clock
+
+CONFIRM_LINK = re.compile(r"https?://\S+/confirm/\S+")
+NOT_ME_LINK = re.compile(r"https?://\S+/not-me/\S+")
+PREFERENCES_LINK = re.compile(r"https?://\S+/preferences/\S+")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def hidden(html: str, name: str) -> str:
+    match = re.search(rf'name="{name}" type="hidden" value="([^"]*)"', html)
+    if match is None:
+        match = re.search(rf'id="{name}" name="{name}" type="hidden" value="([^"]*)"', html)
+    assert match, f"no hidden field {name}"
+    return match.group(1)
+
+
+def aged_stamp(app: Flask, seconds: float = 10) -> str:
+    """A form stamp as if the page was shown `seconds` ago: no sleeping in tests."""
+    secret = app.extensions["mailer.settings"].secret_key
+    return antispam.make_stamp(secret, now=clock.now() - timedelta(seconds=seconds))
+
+
+def signup_fields(client: FlaskClient, path: str = "/") -> dict[str, str]:
+    """GET the form and return its hidden fields (CSRF token, stamp)."""
+    html = client.get(path).get_data(as_text=True)
+    fields = {"stamp": hidden(html, "stamp"), "form": "embed" if "embed" in path else "page"}
+    if 'name="csrf_token"' in html:
+        fields["csrf_token"] = hidden(html, "csrf_token")
+    return fields
+
+
+def post_signup(
+    client: FlaskClient,
+    app: Flask,
+    *,
+    email: str,
+    name: str = "",
+    topics: tuple[str, ...] = ("article", "video", "webinar"),
+    path: str = "/",
+    ip: str = "127.0.0.1",
+    **overrides: str,
+):
+    """Sign up as a reader who took ten seconds to fill the form in."""
+    data = {
+        **signup_fields(client, path),
+        "stamp": aged_stamp(app),
+        "name": name,
+        "email": email,
+        "topics": list(topics),
+        "website": "",
+        **overrides,
+    }
+    return client.post("/subscribe", data=data, environ_base={"REMOTE_ADDR": ip})
+
+
+def text_part(message: EmailMessage) -> str:
+    return message.get_body(("plain",)).get_content()
+
+
+def html_part(message: EmailMessage) -> str:
+    return message.get_body(("html",)).get_content()
+
+
+def link(pattern: re.Pattern[str], message: EmailMessage) -> str:
+    match = pattern.search(text_part(message))
+    assert match, f"no link matching {pattern.pattern} in the mail"
+    return match.group(0)
+
+
+def path_of(url: str) -> str:
+    return "/" + url.split("/", 3)[3]

@@ -1,0 +1,54 @@
+"""Settings: a missing or malformed variable stops start-up with a message naming it."""
+
+import pytest
+
+from mailer import create_app
+from mailer.settings import Settings, SettingsError
+
+REQUIRED = {
+    "MAILER_SECRET_KEY": "k",
+    "MAILER_BASE_URL": "https://news.example.com/",
+    "MAILER_FROM": "Health Notices <notices@example.com>",
+    "MAILER_POSTAL_ADDRESS": "1 Main Street, Springfield",
+}
+
+
+def test_reads_required_and_defaults():
+    settings = Settings.from_env(REQUIRED)
+    assert settings.base_url == "https://news.example.com"
+    assert settings.sender_domain == "example.com"
+    assert settings.check_deliverability is True  # on by default in production
+    assert settings.trusted_proxies == 0
+
+
+@pytest.mark.parametrize("missing", sorted(REQUIRED))
+def test_missing_required_setting_is_named(missing):
+    environ = {key: value for key, value in REQUIRED.items() if key != missing}
+    with pytest.raises(SettingsError, match=missing):
+        Settings.from_env(environ)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MAILER_SEND_RATE", "fast"),
+        ("MAILER_CHECK_DELIVERABILITY", "maybe"),
+        ("MAILER_TRUSTED_PROXIES", "-1"),
+        ("MAILER_BASE_URL", "news.example.com"),
+        ("MAILER_FROM", "not an address"),
+        ("MAILER_DATABASE_URL", "mysql://x"),
+        ("MAILER_SMTP_URL", "http://relay"),
+        ("MAILER_SIGNUP_LIMIT", "lots"),
+        ("MAILER_CAPTCHA_PROVIDER", "recaptcha"),
+    ],
+)
+def test_malformed_setting_is_named(name, value):
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({**REQUIRED, name: value})
+
+
+def test_create_app_refuses_to_start_without_settings(monkeypatch):
+    for key in REQUIRED:
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(SettingsError, match="MAILER_SECRET_KEY"):
+        create_app()

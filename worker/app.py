@@ -1,0 +1,19 @@
+"""Entry point: `celery -A worker.app worker|beat`. The one place a worker process builds its app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.signals import worker_process_init
+
+from mailer import create_app
+
+flask_app = create_app()
+celery = flask_app.extensions["celery"]
+
+
+@worker_process_init.connect
+def _fresh_pool(**_: Any) -> None:
+    # Prefork children inherit the parent's pooled connections; sharing a
+    # socket between processes corrupts both sides, so drop them unclosed.
+    flask_app.extensions["mailer.engine"].dispose(close=False)

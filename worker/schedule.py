@@ -1,0 +1,15 @@
+"""The beat schedule: housekeeping that no reader or admin triggers."""
+
+from __future__ import annotations
+
+from celery.schedules import crontab
+
+
+def beat_schedule() -> dict[str, dict]:
+    """Periodic tasks, by name."""
+    return {
+        "purge-unconfirmed": {"task": "mailer.purge_unconfirmed", "schedule": crontab(minute=7)},
+        # Commit-then-enqueue: a mail committed while the broker blinked is
+        # nudged again here, so the database row alone guarantees delivery.
+        "requeue-unsent-mail": {"task": "mailer.requeue_unsent_mail", "schedule": 300.0},
+    }
