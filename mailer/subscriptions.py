@@ -147,6 +147,14 @@ def sign_up(
     )
 
 
+def consent_is_open(session: Session, consent_id: int) -> bool:
+    """Whether the signup behind a link still awaits an answer; InvalidToken if it is gone."""
+    consent = session.get(Consent, consent_id)
+    if consent is None:  # purged, or cancelled with "this wasn't me"
+        raise InvalidToken("consent")
+    return consent.confirmed_at is None
+
+
 def confirm(
     session: Session, consent_id: int, *, ip: str, now: datetime, welcome: bool
 ) -> ConfirmOutcome:

@@ -7,6 +7,7 @@ import unicodedata
 from flask import current_app
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, SelectMultipleField, StringField, widgets
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, ValidationError
 
 from mailer import addresses
@@ -14,7 +15,7 @@ from mailer.errors import InvalidAddress
 from mailer.models import Topic
 
 TOPIC_LABELS = {Topic.ARTICLE: "Articles", Topic.VIDEO: "Videos", Topic.WEBINAR: "Webinars"}
-TOPIC_CHOICES = [(topic.value, label) for topic, label in TOPIC_LABELS.items()]
+TOPIC_CHOICES = [SelectChoice(topic.value, label) for topic, label in TOPIC_LABELS.items()]
 
 # Stored word for word with each consent record (GDPR Art. 7(1): show what they were told).
 CONSENT_WORDING = (
@@ -69,7 +70,7 @@ class SignupForm(FlaskForm):
     topics = CheckboxesField(
         "Send me notices of new",
         choices=TOPIC_CHOICES,
-        default=[value for value, _ in TOPIC_CHOICES],
+        default=[choice.value for choice in TOPIC_CHOICES],
         validators=[InputRequired("Please choose at least one kind of notice.")],
     )
     # Honeypot: hidden from people by CSS and aria-hidden; bots fill every field.

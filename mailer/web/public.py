@@ -138,7 +138,9 @@ def invalid_token(_error: InvalidToken):
 @bp.get("/confirm/<token>")
 def confirm_page(token: str):
     # Mail scanners fetch every GET link: showing this page confirms nothing.
-    _read(tokens.Purpose.CONFIRM, token)
+    consent_id = _read(tokens.Purpose.CONFIRM, token)
+    if not subscriptions.consent_is_open(db.get_session(), consent_id):
+        return render_template("web/confirmed.html", newly_confirmed=False)
     return render_template("web/confirm.html", form=FlaskForm())
 
 
@@ -161,7 +163,9 @@ def confirm(token: str):
 
 @bp.get("/not-me/<token>")
 def not_me_page(token: str):
-    _read(tokens.Purpose.NOT_ME, token)
+    consent_id = _read(tokens.Purpose.NOT_ME, token)
+    if not subscriptions.consent_is_open(db.get_session(), consent_id):
+        return render_template("web/not_me.html", form=None, done=False)
     return render_template("web/not_me.html", form=FlaskForm(), done=None)
 
 
