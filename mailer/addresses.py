@@ -25,6 +25,7 @@ def normalise(raw: str, *, check_deliverability: bool, timeout: float = 3.0) -> 
             check_deliverability=check_deliverability,
             timeout=max(1, round(timeout)),
             allow_display_name=False,
+            strict=True,  # RFC 5321 limits, e.g. 64 octets before the @
         )
     except EmailUndeliverableError:
         raise InvalidAddress(

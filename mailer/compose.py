@@ -70,9 +70,16 @@ class Composer:
         """
         text, html = self.render(name, context)
         recipient = envelope_form(to)
-        message = EmailMessage(policy=policy.SMTP)
+        if recipient.isascii():
+            message = EmailMessage(policy=policy.SMTP)
+            message["To"] = Address(addr_spec=recipient)  # no display name: nothing typed
+        else:
+            # A non-ASCII mailbox is carried raw under SMTPUTF8 (RFC 6531/6532);
+            # RFC 2047 may not encode an addr-spec. smtplib then asks the relay
+            # for SMTPUTF8 and refuses if it is not offered.
+            message = EmailMessage(policy=policy.SMTPUTF8)
+            message["To"] = recipient
         message["From"] = self.sender
-        message["To"] = Address(addr_spec=recipient)  # no display name: nothing the form typed
         message["Subject"] = subject
         message["Date"] = format_datetime(now)
         message["Message-ID"] = make_msgid(domain=self.sender_domain)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.errors import MessageError
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -74,14 +75,18 @@ def send_transactional(
         mail.status, mail.last_error = MailStatus.FAILED, "subscriber gone"
         return mail.status
 
-    outgoing = composer.build(
-        mail.kind,
-        to=mail.email,
-        subject=SUBJECTS[MailKind(mail.kind)].format(site=composer.defaults["site_name"]),
-        context=_context(session, mail, subscriber, links),
-        now=now,
-        headers={"Auto-Submitted": "auto-generated"},  # RFC 3834: no auto-replies, please
-    )
+    try:
+        outgoing = composer.build(
+            mail.kind,
+            to=mail.email,
+            subject=SUBJECTS[MailKind(mail.kind)].format(site=composer.defaults["site_name"]),
+            context=_context(session, mail, subscriber, links),
+            now=now,
+            headers={"Auto-Submitted": "auto-generated"},  # RFC 3834: no auto-replies, please
+        )
+    except (ValueError, MessageError) as error:  # a mail that cannot be built never will be
+        mail.status, mail.last_error = MailStatus.FAILED, f"cannot compose: {error}"
+        return mail.status
     mail.attempts += 1
     mail.message_id = str(outgoing.message["Message-ID"])
     [result] = transport.send([outgoing])

@@ -22,21 +22,41 @@ from tests.helpers import free_port
 from tests.smtp_sink import Inbox, start_sink
 
 PG_ADMIN = os.environ.get("MAILER_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+# One database per test run (by process id), so that two runs on one machine
+# (a developer's and CI's) never empty each other's tables.
 PG_URL = os.environ.get(
-    "MAILER_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/mailer_test"
+    "MAILER_TEST_DATABASE_URL",
+    f"postgresql+psycopg://postgres@127.0.0.1:5432/mailer_test_{os.getpid()}",
 )
-REDIS_URL = os.environ.get("MAILER_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+REDIS_BASE = os.environ.get("MAILER_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+REDIS_LOCK = "mailer:test-run"
+
+
+def _claim_redis_db() -> tuple[str, redis.Redis]:
+    """Claim a Redis database number no other test run holds (15 down to 8)."""
+    for number in range(15, 7, -1):
+        client = redis.Redis.from_url(f"{REDIS_BASE}/{number}")
+        if client.set(REDIS_LOCK, os.getpid(), nx=True, ex=4 * 3600):
+            return f"{REDIS_BASE}/{number}", client
+        client.close()
+    raise RuntimeError("every Redis test database (8-15) is held by another test run")
+
+
+REDIS_URL, _REDIS_CLAIM = _claim_redis_db()
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> str:
-    """A fresh mailer_test database, built by the migrations themselves."""
+def pg_url() -> Iterator[str]:
+    """A fresh database of this run's own, built by the migrations themselves."""
     name = PG_URL.rsplit("/", 1)[1]
     with psycopg.connect(PG_ADMIN, autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         connection.execute(f'CREATE DATABASE "{name}"')
     upgrade(PG_URL)
-    return PG_URL
+    yield PG_URL
+    with psycopg.connect(PG_ADMIN, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _REDIS_CLAIM.delete(REDIS_LOCK)
 
 
 @pytest.fixture(scope="session")
@@ -63,10 +83,12 @@ def inbox(smtp: tuple[Inbox, int]) -> Inbox:
 @pytest.fixture(autouse=True)
 def clean_redis() -> Iterator[None]:
     # Leftover task messages would be run by the next test's worker.
+    # Keys other than the run's claim go; the claim stays.
     client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
+    for key in client.scan_iter():
+        if key != REDIS_LOCK.encode():
+            client.delete(key)
     yield
-    client.flushdb()
     client.close()
 
 

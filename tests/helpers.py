@@ -86,3 +86,15 @@ def link(pattern: re.Pattern[str], message: EmailMessage) -> str:
 
 def path_of(url: str) -> str:
     return "/" + url.split("/", 3)[3]
+
+
+def wait_until(predicate, *, timeout: float = 20.0, interval: float = 0.05):  # noqa: ANN001, ANN201
+    """Poll until `predicate()` is truthy and return it; fail the test after `timeout`."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
