@@ -25,6 +25,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         RATELIMIT_STORAGE_URI=settings.limiter_storage,
         RATELIMIT_HEADERS_ENABLED=True,
+        # Redis down: count in memory meanwhile rather than refuse every reader.
+        # The per-address limit lives in the database and holds regardless.
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
+        RATELIMIT_SWALLOW_ERRORS=True,
     )
     app.extensions["mailer.settings"] = settings
     db.init_app(app, settings.database_url)

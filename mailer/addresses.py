@@ -32,7 +32,7 @@ def normalise(raw: str, *, check_deliverability: bool, timeout: float = 3.0) -> 
             "That email domain does not accept mail. Please check the address."
         ) from None
     except EmailNotValidError as error:
-        raise InvalidAddress(f"That is not a valid email address: {error}") from None
+        raise InvalidAddress(str(error)) from None  # email-validator words it for readers
     # Lower-case the whole address, local part included: mailbox providers
     # treat it case-blind, and Ann@ and aNN@ must count as one address for the
     # per-address limits and the unique subscriber row.

@@ -119,7 +119,7 @@ def main() -> int:
         f"\n  mailer is running: {env['MAILER_BASE_URL']}/\n"
         f"  signup page:   {env['MAILER_BASE_URL']}/\n"
         f"  embeddable:    {env['MAILER_BASE_URL']}/embed\n"
-        f"  mail lands in: {env['MAILER_SMTP_URL'].removeprefix('outbox:')}/ (one .eml per message)\n"
+        f"  mail lands in: {env['MAILER_SMTP_URL'].removeprefix('outbox:')}/ (one .eml a message)\n"
         f"  health:        {env['MAILER_BASE_URL']}/healthz\n"
         "  (the admin console and its login arrive with the admin issue)\n"
         "  Press Ctrl-C to stop web, worker and scheduler.\n",

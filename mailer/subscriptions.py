@@ -147,12 +147,16 @@ def sign_up(
     )
 
 
-def consent_is_open(session: Session, consent_id: int) -> bool:
-    """Whether the signup behind a link still awaits an answer; InvalidToken if it is gone."""
+def open_signup_topics(session: Session, consent_id: int) -> list[str] | None:
+    """The topics asked for, while the signup behind a link awaits an answer.
+
+    None once it is answered; InvalidToken when it is gone (purged, or
+    cancelled with "this wasn't me").
+    """
     consent = session.get(Consent, consent_id)
-    if consent is None:  # purged, or cancelled with "this wasn't me"
+    if consent is None:
         raise InvalidToken("consent")
-    return consent.confirmed_at is None
+    return consent.topic_list if consent.confirmed_at is None else None
 
 
 def confirm(
@@ -225,7 +229,7 @@ def update_preferences(session: Session, subscriber_id: int, *, topics: Sequence
 
 
 def unsubscribe(session: Session, subscriber_id: int, *, now: datetime) -> None:
-    """Take the subscriber off every list; harmless when repeated. Coming back needs a new opt-in."""
+    """Take the subscriber off every list, harmlessly when repeated; coming back needs opt-in."""
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None:
         raise InvalidToken("preferences")

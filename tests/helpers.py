@@ -88,7 +88,7 @@ def path_of(url: str) -> str:
     return "/" + url.split("/", 3)[3]
 
 
-def wait_until(predicate, *, timeout: float = 20.0, interval: float = 0.05):  # noqa: ANN001, ANN201
+def wait_until(predicate, *, timeout: float = 20.0, interval: float = 0.05):
     """Poll until `predicate()` is truthy and return it; fail the test after `timeout`."""
     import time
 

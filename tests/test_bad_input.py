@@ -114,8 +114,12 @@ def test_oversized_body_gets_413_page(app, client, session):
 
 @pytest.mark.parametrize("token", [None, "", "forged-token", "IjAwMCI.forged.signature"])
 def test_missing_or_wrong_csrf_is_refused(app, client, session, token):
-    data = {**signup_fields(client), "stamp": aged_stamp(app), "email": "ann@example.org",
-            "topics": ["article"]}
+    data = {
+        **signup_fields(client),
+        "stamp": aged_stamp(app),
+        "email": "ann@example.org",
+        "topics": ["article"],
+    }
     if token is None:
         data.pop("csrf_token")
     else:
@@ -141,8 +145,9 @@ def test_honeypot_gets_the_neutral_page_and_is_logged(app, client, session, capl
 def test_too_fast_submission_gets_the_neutral_page(app, client, session, caplog):
     caplog.set_level(logging.INFO, logger="mailer")
     fields = signup_fields(client)  # a fresh stamp: submitted at once, as a bot does
-    response = client.post("/subscribe", data={**fields, "email": "ann@example.org",
-                                               "topics": ["article"]})
+    response = client.post(
+        "/subscribe", data={**fields, "email": "ann@example.org", "topics": ["article"]}
+    )
     assert _neutral(response)
     assert _counts(session) == (0, 0, 0)
     assert any("after the form was shown" in getattr(r, "reason", "") for r in caplog.records)
@@ -156,8 +161,9 @@ def test_forged_or_missing_stamp_gets_the_neutral_page(app, client, session, sta
 
 
 def test_stale_form_gets_the_neutral_page(app, client, session):
-    response = post_signup(client, app, email="ann@example.org",
-                           stamp=aged_stamp(app, seconds=2 * 86400))
+    response = post_signup(
+        client, app, email="ann@example.org", stamp=aged_stamp(app, seconds=2 * 86400)
+    )
     assert _neutral(response)
     assert _counts(session) == (0, 0, 0)
 
@@ -177,9 +183,12 @@ def test_spoofed_forwarded_for_does_not_dodge_the_ip_limit(make_app, session):
     client = app.test_client()
     statuses = []
     for number in range(5):
-        response = post_signup(client, app, email=f"reader{number}@example.org",
-                               ip="192.0.2.10",
-                               )
+        response = post_signup(
+            client,
+            app,
+            email=f"reader{number}@example.org",
+            ip="192.0.2.10",
+        )
         statuses.append(response.status_code)
         client.environ_base["HTTP_X_FORWARDED_FOR"] = f"10.0.0.{number}"
     assert statuses == [302, 302, 302, 429, 429]

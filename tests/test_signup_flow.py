@@ -30,8 +30,14 @@ def flow_app(request, make_app, sqlite_url):
 def test_signup_confirm_welcome(flow_app, inbox):
     app, client = flow_app, flow_app.test_client()
     with running_worker(app):
-        response = post_signup(client, app, email="Ann.Reader@Example.org", name="Ann",
-                               topics=("article", "webinar"), ip="203.0.113.7")
+        response = post_signup(
+            client,
+            app,
+            email="Ann.Reader@Example.org",
+            name="Ann",
+            topics=("article", "webinar"),
+            ip="203.0.113.7",
+        )
         assert response.status_code == 302
         assert response.headers["Location"] == "/check-inbox"
         assert "Check your inbox" in client.get("/check-inbox").get_data(as_text=True)
@@ -45,7 +51,9 @@ def test_signup_confirm_welcome(flow_app, inbox):
         assert mail["Date"] is not None
         assert mail.get_content_type() == "multipart/alternative"
         assert [part.get_content_type() for part in mail.iter_parts()] == [
-            "text/plain", "text/html"]
+            "text/plain",
+            "text/html",
+        ]
         assert "articles and webinars" in text_part(mail)
         assert "1 Test Street, Testville" in text_part(mail)
         assert 'href="http://mailer.test/confirm/' in html_part(mail)
@@ -59,8 +67,11 @@ def test_signup_confirm_welcome(flow_app, inbox):
             assert subscriber.status == "pending"  # the GET confirmed nothing
 
         csrf = page.get_data(as_text=True).split('name="csrf_token" type="hidden" value="')[1]
-        confirmed = client.post(confirm_path, data={"csrf_token": csrf.split('"')[0]},
-                                environ_base={"REMOTE_ADDR": "198.51.100.4"})
+        confirmed = client.post(
+            confirm_path,
+            data={"csrf_token": csrf.split('"')[0]},
+            environ_base={"REMOTE_ADDR": "198.51.100.4"},
+        )
         assert confirmed.status_code == 200
         assert "You're subscribed" in confirmed.get_data(as_text=True)
 
@@ -118,17 +129,22 @@ def test_replayed_confirm_changes_nothing(app, client, inbox, worker, session):
     assert len(session.scalars(select(TransactionalMail)).all()) == 2
 
 
-def test_resignup_never_downgrades_confirmed_nor_changes_topics(app, client, inbox, worker,
-                                                                 session):
+def test_resignup_never_downgrades_confirmed_nor_changes_topics(
+    app, client, inbox, worker, session
+):
     post_signup(client, app, email="cat@example.org", name="Cat", topics=("article",))
     _confirm(client, inbox.wait_for("cat@example.org")[0].message)
     inbox.wait_for("cat@example.org", count=2)  # welcome
     # An hour later someone signs the address up again with other topics and name.
-    session.execute(TransactionalMail.__table__.update().values(
-        created_at=TransactionalMail.created_at - __import__("datetime").timedelta(hours=2)))
+    session.execute(
+        TransactionalMail.__table__.update().values(
+            created_at=TransactionalMail.created_at - __import__("datetime").timedelta(hours=2)
+        )
+    )
     session.commit()
-    response = post_signup(client, app, email="cat@example.org", name="Mallory",
-                           topics=("video", "webinar"))
+    response = post_signup(
+        client, app, email="cat@example.org", name="Mallory", topics=("video", "webinar")
+    )
     assert response.headers["Location"] == "/check-inbox"  # the same page as for a new address
 
     already = inbox.wait_for("cat@example.org", count=3)[2].message
@@ -138,7 +154,10 @@ def test_resignup_never_downgrades_confirmed_nor_changes_topics(app, client, inb
     session.expire_all()
     subscriber = session.scalars(select(Subscriber)).one()
     assert (subscriber.status, subscriber.name, subscriber.topic_names) == (
-        "confirmed", "Cat", ["article"])
+        "confirmed",
+        "Cat",
+        ["article"],
+    )
 
 
 def test_not_me_cancels_and_blocks_further_mail(app, client, inbox, worker, session):
@@ -174,7 +193,8 @@ def test_welcome_mail_can_be_turned_off(make_app, inbox, session):
     with running_worker(app):
         post_signup(client, app, email="eve@example.org")
         assert "You're subscribed" in _confirm(
-            client, inbox.wait_for("eve@example.org")[0].message).get_data(as_text=True)
+            client, inbox.wait_for("eve@example.org")[0].message
+        ).get_data(as_text=True)
     assert [m.kind for m in session.scalars(select(TransactionalMail))] == ["confirm"]
 
 

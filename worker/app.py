@@ -1,4 +1,4 @@
-"""Entry point: `celery -A worker.app worker|beat`. The one place a worker process builds its app."""
+"""Entry point for `celery -A worker.app worker|beat`: where a worker process builds its app."""
 
 from __future__ import annotations
 

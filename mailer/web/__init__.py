@@ -9,6 +9,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from mailer.compose import topic_phrase
 from mailer.web import health, public
 
 EMBED_ENDPOINTS = {"public.embed", "public.embed_thanks", "public.subscribe"}
@@ -38,6 +39,7 @@ def init_web(app: Flask) -> None:
     )
 
     app.context_processor(lambda: {"site": settings})
+    app.add_template_filter(topic_phrase)
     app.after_request(_security_headers)
     app.register_error_handler(HTTPException, _error_page)
 

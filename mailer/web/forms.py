@@ -76,6 +76,7 @@ class SignupForm(FlaskForm):
     # Honeypot: hidden from people by CSS and aria-hidden; bots fill every field.
     website = StringField("Leave this field empty")
     stamp = HiddenField()
+    source = HiddenField()  # the page the form was shown on (consent record)
 
 
 class EmbedSignupForm(SignupForm):

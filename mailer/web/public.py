@@ -33,6 +33,12 @@ def _settings():
 def _render_form(template: str, form: SignupForm, status: int = 200, **extra: object):
     if not form.stamp.data:  # keep the first stamp across re-renders: it times the reader
         form.stamp.data = antispam.make_stamp(_settings().secret_key, now=clock.now())
+    if not form.source.data:
+        # The page the form sits on, for the consent record: for the embedded
+        # form that is the host page, which the iframe's request names as Referer.
+        form.source.data = (request.referrer if template == "web/embed.html" else None) or (
+            request.url
+        )
     return render_template(template, form=form, wording=consent_wording(), **extra), status
 
 
@@ -102,7 +108,7 @@ def subscribe():
                 ip=request.remote_addr or "",
                 user_agent=request.user_agent.string,
                 form="embed" if embedded else "page",
-                source_url=request.referrer or "",
+                source_url=form.source.data or request.referrer or "",
                 wording=consent_wording(),
             ),
             now=clock.now(),
@@ -139,9 +145,10 @@ def invalid_token(_error: InvalidToken):
 def confirm_page(token: str):
     # Mail scanners fetch every GET link: showing this page confirms nothing.
     consent_id = _read(tokens.Purpose.CONFIRM, token)
-    if not subscriptions.consent_is_open(db.get_session(), consent_id):
+    topics = subscriptions.open_signup_topics(db.get_session(), consent_id)
+    if topics is None:
         return render_template("web/confirmed.html", newly_confirmed=False)
-    return render_template("web/confirm.html", form=FlaskForm())
+    return render_template("web/confirm.html", form=FlaskForm(), topics=topics)
 
 
 @bp.post("/confirm/<token>")
@@ -164,7 +171,7 @@ def confirm(token: str):
 @bp.get("/not-me/<token>")
 def not_me_page(token: str):
     consent_id = _read(tokens.Purpose.NOT_ME, token)
-    if not subscriptions.consent_is_open(db.get_session(), consent_id):
+    if subscriptions.open_signup_topics(db.get_session(), consent_id) is None:
         return render_template("web/not_me.html", form=None, done=False)
     return render_template("web/not_me.html", form=FlaskForm(), done=None)
 
