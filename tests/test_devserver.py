@@ -1,0 +1,66 @@
+"""`make run`'s launcher: web, worker and beat on the embedded default, with no servers."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from email import message_from_bytes, policy
+from http.cookiejar import CookieJar
+from pathlib import Path
+
+from tests.helpers import free_port, wait_until
+
+
+def _get(opener: urllib.request.OpenerDirector, url: str) -> str:
+    with opener.open(url, timeout=10) as response:
+        return response.read().decode()
+
+
+def test_make_run_serves_the_whole_flow_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MAILER_")}
+    env["PORT"] = str(port)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "mailer.devserver"], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+    try:
+        wait_until(lambda: _up(opener, base), timeout=60, interval=0.5)
+        html = _get(opener, f"{base}/")
+        fields = dict(re.findall(r'name="(csrf_token|stamp|source)" type="hidden" value="([^"]*)"',
+                                 html))
+        time.sleep(3.2)  # a person takes longer than the form's 3-second time trap
+        body = urllib.parse.urlencode(
+            {**fields, "form": "page", "name": "Ann", "email": "ann@example.org",
+             "topics": ["article", "video"], "website": ""}, doseq=True).encode()
+        page = opener.open(f"{base}/subscribe", data=body, timeout=10).read().decode()
+        assert "Check your inbox" in page
+
+        outbox = tmp_path / "var" / "outbox"
+        mail_file = wait_until(lambda: next(iter(outbox.glob("*.eml")), None), timeout=60)
+        mail = message_from_bytes(mail_file.read_bytes(), policy=policy.default)
+        assert mail["To"] == "ann@example.org"
+        confirm = re.search(r"http://\S+/confirm/\S+", mail.get_body(("plain",)).get_content())
+        assert confirm and confirm.group(0).startswith(base)
+        assert (tmp_path / "var" / "mailer.db").exists()
+    finally:
+        launcher.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        output, _ = launcher.communicate(timeout=60)
+    assert f"mailer is running: {base}/" in output
+    assert "mailer stopped" in output
+    assert launcher.returncode == 0
+
+
+def _up(opener: urllib.request.OpenerDirector, base: str) -> bool:
+    try:
+        return '"status":"ok"' in _get(opener, f"{base}/healthz").replace(" ", "")
+    except OSError:
+        return False
