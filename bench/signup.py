@@ -410,14 +410,26 @@ def report(full: Result, bare: Result, load: Load, workers: int, machine: str) -
         f"{load.connections} connections / {load.duration} s after {load.warmup} s warm-up"
     )
     print(f"machine: {machine}\n")
-    print(f"{'':34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'302s':>8}{'other':>7}")
-    for label, result in (
-        ("full (every check)", full),
-        ("bare (parse, insert, enqueue)", bare),
-    ):
+    print(
+        f"{'':31}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'302s':>7}{'other':>6}"
+        f"{'app CPU ms/req':>16}"
+    )
+    rows = (("full (every check)", full), ("bare (parse, insert, enqueue)", bare))
+    for label, result in rows:
         print(
-            f"{label:34}{result.rate:9.1f}{result.p50_ms:9.1f}{result.p99_ms:9.1f}"
-            f"{result.max_ms:9.1f}{result.ok:8}{result.other + result.socket_errors:7}"
+            f"{label:31}{result.rate:8.1f}{result.p50_ms:8.1f}{result.p99_ms:8.1f}"
+            f"{result.max_ms:8.1f}{result.ok:7}{result.other + result.socket_errors:6}"
+            f"{result.cpu_ms:16.2f}"
+        )
+    cores = 100 * (os.cpu_count() or 1)
+    print(f"\nCPU in each run, of {cores} %:")
+    for label, result in rows:
+        rest = result.machine_busy - result.worker_cpu - result.wrk_cpu
+        print(
+            f"  {label.split()[0]}: machine busy {result.share(result.machine_busy):.0f} %: "
+            f"app workers {result.share(result.worker_cpu):.0f} %, wrk "
+            f"{result.share(result.wrk_cpu):.0f} %, PostgreSQL + Redis + any other process "
+            f"{result.share(rest):.0f} %"
         )
     ratio = full.rate / bare.rate
     print(
@@ -428,6 +440,10 @@ def report(full: Result, bare: Result, load: Load, workers: int, machine: str) -
         f"full p99: {full.p99_ms:.1f} ms; target < {TARGET_P99_MS:.0f} ms: "
         f"{full.p99_ms / TARGET_P99_MS:.2f} of the limit "
         f"({'met' if full.p99_ms < TARGET_P99_MS else 'MISSED'})"
+    )
+    print(
+        f"app CPU per request, bare/full: {bare.cpu_ms / full.cpu_ms:.2f}x "
+        "(what the req/s ratio tends to when the app's workers are the bottleneck)"
     )
 
 

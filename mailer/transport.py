@@ -87,11 +87,15 @@ class SMTPTransport:
             )
         else:
             connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        try:
             if self.starttls:
                 connection.starttls(context=context)
-        connection.ehlo_or_helo_if_needed()
-        if self.username:
-            connection.login(self.username, self.password)
+            connection.ehlo_or_helo_if_needed()
+            if self.username:
+                connection.login(self.username, self.password)
+        except BaseException:
+            connection.close()  # a refused login must not leak the socket
+            raise
         return connection
 
     def close(self) -> None:
@@ -99,10 +103,13 @@ class SMTPTransport:
         with self._lock:
             self._drop()
 
-    def _drop(self) -> None:
+    def _drop(self, *, polite: bool = True) -> None:
+        """Forget the connection; QUIT first if `polite`, and always close the socket."""
         if self._connection is not None:
             with contextlib.suppress(smtplib.SMTPException, OSError):
-                self._connection.quit()
+                if polite:
+                    self._connection.quit()
+            self._connection.close()
             self._connection = None
 
     def _send_one(self, item: Outgoing) -> None:
@@ -116,7 +123,7 @@ class SMTPTransport:
                 return
             except smtplib.SMTPServerDisconnected:
                 # The relay may have closed our idle connection: reconnect once.
-                self._connection = None
+                self._drop(polite=False)
                 if attempt == 2:
                     raise
 
@@ -133,7 +140,7 @@ class SMTPTransport:
                     if isinstance(failure, TemporaryFailure) and not isinstance(
                         error, smtplib.SMTPResponseException
                     ):
-                        self._connection = None  # the socket is in an unknown state
+                        self._drop(polite=False)  # the socket is in an unknown state
                     results.append(SendResult(message_id, failure))
         return results
 

@@ -25,6 +25,7 @@ class Inbox:
 
     messages: list[Received] = field(default_factory=list)
     data_attempts: int = 0
+    connections: int = 0
     scripted: deque[str] = field(default_factory=deque)
     _arrived: threading.Condition = field(default_factory=threading.Condition)
 
@@ -37,6 +38,12 @@ class Inbox:
             self.messages.clear()
             self.scripted.clear()
             self.data_attempts = 0
+            self.connections = 0
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        self.connections += 1  # smtplib greets once per connection
+        session.host_name = hostname
+        return responses
 
     async def handle_DATA(self, server, session, envelope) -> str:
         with self._arrived:
@@ -68,8 +75,11 @@ class Inbox:
         return found
 
 
-def start_sink(port: int) -> tuple[Inbox, Controller]:
+def start_sink(port: int, **smtp_options: object) -> tuple[Inbox, Controller]:
+    """Start a relay on `port`; `smtp_options` go to aiosmtpd's SMTP (auth, limits...)."""
     inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port, enable_SMTPUTF8=True)
+    controller = Controller(
+        inbox, hostname="127.0.0.1", port=port, enable_SMTPUTF8=True, **smtp_options
+    )
     controller.start()
     return inbox, controller

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from mailer.models import TransactionalMail
 from tests.conftest import running_worker
 from tests.helpers import free_port, post_signup, wait_until
+from tests.smtp_sink import start_sink
 
 
 def _settled_mail(session):
@@ -76,3 +78,76 @@ def test_internationalised_domain_goes_as_punycode(app, client, inbox, worker):
     [received] = inbox.wait_for("ann@xn--bcher-kva.example")
     assert "SMTPUTF8" not in received.mail_options
     assert received.message["To"] == "ann@xn--bcher-kva.example"
+
+
+def test_one_connection_carries_many_messages(app, inbox):
+    from mailer.transport import SMTPTransport
+
+    composer = app.extensions["mailer.composer"]
+    transport: SMTPTransport = app.extensions["mailer.transport"]
+    outgoing = [
+        composer.build(
+            "welcome",
+            to=f"r{n}@example.org",
+            subject="Hi",
+            now=_now(),
+            context={"name": "", "topics": ["video"], "preferences_url": "x"},
+        )
+        for n in range(5)
+    ]
+    results = transport.send(outgoing[:3]) + transport.send(outgoing[3:])
+    assert [result.error for result in results] == [None] * 5
+    assert len(inbox.messages) == 5
+    assert inbox.connections == 1  # kept open between calls, too
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+def test_relay_with_authentication(make_app):
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    def authenticate(_server, _session, _envelope, mechanism, data):
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
+            b"mailer",
+            b"p@ss word",
+        )
+        return AuthResult(success=ok, handled=False)
+
+    port = free_port()
+    inbox, controller = start_sink(
+        port, authenticator=authenticate, auth_required=True, auth_require_tls=False
+    )
+    try:
+        good = make_app(smtp_url=f"smtp://mailer:p%40ss%20word@127.0.0.1:{port}")
+        with running_worker(good):
+            post_signup(good.test_client(), good, email="ann@example.org")
+            inbox.wait_for("ann@example.org")
+    finally:
+        controller.stop()
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+def test_wrong_relay_password_is_a_recorded_failure(make_app, session):
+    from aiosmtpd.smtp import AuthResult
+
+    port = free_port()
+    _inbox, controller = start_sink(
+        port,
+        authenticator=lambda *_: AuthResult(success=False, handled=False),
+        auth_required=True,
+        auth_require_tls=False,
+    )
+    try:
+        app = make_app(smtp_url=f"smtp://mailer:wrong@127.0.0.1:{port}")
+        with running_worker(app):
+            post_signup(app.test_client(), app, email="ann@example.org")
+            mail = _settled_mail(session)
+    finally:
+        controller.stop()
+    assert mail.status == "failed"
+    assert "535" in mail.last_error  # authentication failed: permanent, not retried forever
+
+
+def _now():
+    from mailer import clock
+
+    return clock.now()

@@ -27,20 +27,33 @@ def test_make_run_serves_the_whole_flow_and_stops_on_ctrl_c(tmp_path: Path) -> N
     env = {key: value for key, value in os.environ.items() if not key.startswith("MAILER_")}
     env["PORT"] = str(port)
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "mailer.devserver"], cwd=tmp_path, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-m", "mailer.devserver"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
     try:
         wait_until(lambda: _up(opener, base), timeout=60, interval=0.5)
         html = _get(opener, f"{base}/")
-        fields = dict(re.findall(r'name="(csrf_token|stamp|source)" type="hidden" value="([^"]*)"',
-                                 html))
+        fields = dict(
+            re.findall(r'name="(csrf_token|stamp|source)" type="hidden" value="([^"]*)"', html)
+        )
         time.sleep(3.2)  # a person takes longer than the form's 3-second time trap
         body = urllib.parse.urlencode(
-            {**fields, "form": "page", "name": "Ann", "email": "ann@example.org",
-             "topics": ["article", "video"], "website": ""}, doseq=True).encode()
+            {
+                **fields,
+                "form": "page",
+                "name": "Ann",
+                "email": "ann@example.org",
+                "topics": ["article", "video"],
+                "website": "",
+            },
+            doseq=True,
+        ).encode()
         page = opener.open(f"{base}/subscribe", data=body, timeout=10).read().decode()
         assert "Check your inbox" in page
 
