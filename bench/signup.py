@@ -494,7 +494,7 @@ def main() -> None:
         full = measure(full_app, db, load, cookie, form, work)
         problems = consistency(db, broker, full, bare, load)
         report(full, bare, load, args.workers, machine)
-        print(f"\ncommand: {' '.join([Path(sys.executable).name, *sys.argv])}")
+        print(f"\ncommand: {' '.join([os.path.relpath(sys.executable), *sys.argv])}")
     if problems:
         sys.exit("NOT VALID:\n  " + "\n  ".join(problems))
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from email import policy
 from email.headerregistry import Address
@@ -15,6 +16,15 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from mailer.addresses import envelope_form
 from mailer.transport import Outgoing
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    data: bytes
+    maintype: str
+    subtype: str
+    filename: str
+
 
 PLURALS = {"article": "articles", "video": "videos", "webinar": "webinars"}
 
@@ -40,7 +50,8 @@ class Composer:
         )
         self.env.filters["topic_phrase"] = topic_phrase
         # Mail clients drop <style> blocks (Gmail, Outlook): inline every rule at render.
-        self.inliner = css_inline.CSSInliner(keep_style_tags=False)
+        # @media rules (dark mode, phones) cannot be inlined and stay in a <style>.
+        self.inliner = css_inline.CSSInliner(keep_style_tags=False, keep_at_rules=True)
         name, addr = parseaddr(sender)
         self.sender = Address(display_name=name, addr_spec=addr)
         self.sender_domain = sender_domain
@@ -69,7 +80,21 @@ class Composer:
         non-ASCII display names and refuses CR/LF, so no field can add a header.
         """
         text, html = self.render(name, context)
-        recipient = envelope_form(to)
+        return self.assemble(to=to, subject=subject, text=text, html=html, now=now, headers=headers)
+
+    def assemble(
+        self,
+        *,
+        to: str,
+        subject: str,
+        text: str,
+        html: str,
+        now: datetime,
+        headers: Mapping[str, str] | None = None,
+        attachments: Sequence[Attachment] = (),
+    ) -> Outgoing:
+        """The message from already rendered parts (campaigns render once per audience)."""
+        recipient = to if to.isascii() else envelope_form(to)  # skip the IDNA work when ASCII
         if recipient.isascii():
             message = EmailMessage(policy=policy.SMTP)
             message["To"] = Address(addr_spec=recipient)  # no display name: nothing typed
@@ -87,4 +112,11 @@ class Composer:
             message[key] = value
         message.set_content(text)
         message.add_alternative(html, subtype="html")
+        for attachment in attachments:  # turns the message into multipart/mixed
+            message.add_attachment(
+                attachment.data,
+                maintype=attachment.maintype,
+                subtype=attachment.subtype,
+                filename=attachment.filename,
+            )
         return Outgoing(message, mail_from=self.sender.addr_spec, rcpt_to=recipient)

@@ -15,3 +15,11 @@ class InvalidAddress(MailerError):
 
 class CaptchaUnavailable(MailerError):
     """The CAPTCHA service could not be asked; signups fail closed meanwhile."""
+
+
+class InvalidNotice(MailerError):
+    """A notice's fields are incomplete or malformed; the message names the field."""
+
+
+class InvalidCampaign(MailerError):
+    """A campaign cannot be created or moved to the asked state; the message says why."""

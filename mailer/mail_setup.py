@@ -6,7 +6,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from mailer import transport
+from mailer import ratelimit, transport
 from mailer.compose import Composer
 from mailer.mailing import LinkMaker
 from mailer.settings import Settings
@@ -28,3 +28,5 @@ def init_app(app: Flask, settings: Settings, templates: Path) -> None:
         },
     )
     app.extensions["mailer.links"] = LinkMaker(settings.base_url, settings.secret_key)
+    app.extensions["mailer.bucket"] = ratelimit.for_broker(settings.broker_url, settings.send_rate)
+    app.extensions["mailer.renderers"] = {}  # campaign id -> DigestRenderer, per process

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, MetaData, String, Text
+from sqlalchemy import DateTime, ForeignKey, Index, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Stable constraint names keep Alembic diffs and downgrades predictable.
@@ -67,6 +67,7 @@ class Subscriber(Base):
     last_signup_at: Mapped[datetime]
     confirmed_at: Mapped[datetime | None]
     unsubscribed_at: Mapped[datetime | None]
+    time_zone: Mapped[str] = mapped_column(String(64), default="")  # IANA name; "" = site's
 
     topics: Mapped[list[SubscriberTopic]] = relationship(
         cascade="all, delete-orphan", lazy="selectin"
@@ -153,3 +154,129 @@ class Suppression(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     reason: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime]
+
+
+class NoticeKind(enum.StrEnum):
+    ARTICLE = "article"
+    VIDEO = "video"
+    WEBINAR = "webinar"
+
+
+class Notice(Base):
+    """A new article, video or webinar on the site, to be announced."""
+
+    __tablename__ = "notice"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(_enum(NoticeKind), index=True)
+    title: Mapped[str] = mapped_column(String(300))
+    url: Mapped[str] = mapped_column(String(2048))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    image_url: Mapped[str] = mapped_column(String(2048), default="")
+    published_at: Mapped[datetime] = mapped_column(index=True)
+    # Webinars only: when, for how long, in which zone it is announced, where to join.
+    starts_at: Mapped[datetime | None]
+    duration_minutes: Mapped[int | None]
+    time_zone: Mapped[str] = mapped_column(String(64), default="")
+    join_url: Mapped[str] = mapped_column(String(2048), default="")
+    source: Mapped[str] = mapped_column(String(20))  # admin, cli, api, feed
+    guid: Mapped[str | None] = mapped_column(String(2048), unique=True)  # feed entry id
+    created_at: Mapped[datetime]
+
+
+class CampaignStatus(enum.StrEnum):
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+    FINISHED = "finished"
+
+
+class Campaign(Base):
+    """A digest of notices sent once to every confirmed subscriber of its topics."""
+
+    __tablename__ = "campaign"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject: Mapped[str] = mapped_column(String(200))
+    intro: Mapped[str] = mapped_column(Text, default="")
+    topics: Mapped[str] = mapped_column(String(100))  # comma-separated audience
+    status: Mapped[str] = mapped_column(_enum(CampaignStatus), default=CampaignStatus.DRAFT)
+    send_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    # Set when the relay is down or throttling (e.g. Gmail's 4.7.28): every
+    # worker waits until then, so the whole campaign slows, not one message.
+    hold_until: Mapped[datetime | None]
+
+    @property
+    def topic_list(self) -> list[str]:
+        return [topic for topic in self.topics.split(",") if topic]
+
+
+class CampaignNotice(Base):
+    __tablename__ = "campaign_notice"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign.id", ondelete="CASCADE"), primary_key=True
+    )
+    notice_id: Mapped[int] = mapped_column(ForeignKey("notice.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(default=0)
+
+
+class DeliveryStatus(enum.StrEnum):
+    QUEUED = "queued"
+    CLAIMED = "claimed"  # leased by a worker until lease_until
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # nothing for this reader (no notice of their topics), or left
+
+
+class Delivery(Base):
+    """One campaign to one subscriber. The unique pair makes a second send impossible."""
+
+    __tablename__ = "delivery"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscriber.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(_enum(DeliveryStatus), default=DeliveryStatus.QUEUED)
+    attempts: Mapped[int] = mapped_column(default=0)
+    lease_until: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    message_id: Mapped[str] = mapped_column(String(255), default="")
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "subscriber_id"),
+        Index("ix_delivery_campaign_id_status", "campaign_id", "status"),
+        Index("ix_delivery_subscriber_id", "subscriber_id"),
+    )
+
+
+class ApiToken(Base):
+    """A bearer token for the CMS API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+
+
+class Feed(Base):
+    """An RSS or Atom feed polled for new notices of one kind."""
+
+    __tablename__ = "feed"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048), unique=True)
+    kind: Mapped[str] = mapped_column(_enum(NoticeKind))
+    created_at: Mapped[datetime]
+    last_polled_at: Mapped[datetime | None]
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    imported_count: Mapped[int] = mapped_column(default=0)

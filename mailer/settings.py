@@ -69,6 +69,16 @@ def _rate_limit(raw: str) -> str:
     return raw
 
 
+def _zone(raw: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("must be an IANA time zone such as Europe/Berlin") from None
+    return raw
+
+
 def _choice(*choices: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw.lower() not in choices:
@@ -96,6 +106,7 @@ class Settings:
     trusted_proxies: int = 0
     ratelimit_storage_url: str = ""  # empty: the broker's Redis, else in-process memory
     site_name: str = "Health Notices"
+    site_time_zone: str = "UTC"
     welcome_mail: bool = True
     block_disposable: bool = False
     captcha_provider: str = "none"
@@ -109,6 +120,8 @@ class Settings:
     smtp_timeout: float = 30.0
     retry_backoff: float = 30.0
     retry_max: int = 8
+    relay_hold: float = 30.0
+    throttle_hold: float = 600.0
     log_format: str = "json"
 
     @property
@@ -164,5 +177,8 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "smtp_timeout": _positive(float),
     "retry_backoff": _positive(float),
     "retry_max": _positive(int),
+    "relay_hold": _positive(float),
+    "throttle_hold": _positive(float),
     "log_format": _choice("json", "text"),
+    "site_time_zone": _zone,
 }

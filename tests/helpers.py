@@ -98,3 +98,30 @@ def wait_until(predicate, *, timeout: float = 20.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+def add_confirmed(
+    session,
+    email: str,
+    topics: tuple[str, ...] = ("article", "video", "webinar"),
+    *,
+    name: str = "",
+    time_zone: str = "",
+) -> int:
+    """A confirmed subscriber straight into the database (the signup flow has its own tests)."""
+    from mailer.models import Subscriber, SubscriberTopic
+
+    now = clock.now()
+    subscriber = Subscriber(
+        email=email,
+        name=name,
+        status="confirmed",
+        created_at=now,
+        last_signup_at=now,
+        confirmed_at=now,
+        time_zone=time_zone,
+        topics=[SubscriberTopic(topic=topic) for topic in topics],
+    )
+    session.add(subscriber)
+    session.flush()
+    return subscriber.id

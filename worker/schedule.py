@@ -12,4 +12,7 @@ def beat_schedule() -> dict[str, dict]:
         # Commit-then-enqueue: a mail committed while the broker blinked is
         # nudged again here, so the database row alone guarantees delivery.
         "requeue-unsent-mail": {"task": "mailer.requeue_unsent_mail", "schedule": 300.0},
+        # Scheduled campaigns start here; a sending campaign whose task chain
+        # was lost (a worker killed, a broker restart) is picked up again.
+        "start-due-campaigns": {"task": "mailer.start_due_campaigns", "schedule": 30.0},
     }

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import random
+from datetime import timedelta
 
 from celery import shared_task
 from flask import current_app
 
-from mailer import clock, db, mailing, subscriptions
+from mailer import campaigns, clock, db, delivery, mailing, subscriptions
+from mailer.digest import DigestRenderer
 from mailer.transport import TemporaryFailure
 
 log = logging.getLogger("worker.tasks")
@@ -58,3 +60,71 @@ def requeue_unsent_mail() -> int:
     for mail_id in mail_ids:
         send_mail.delay(mail_id)
     return len(mail_ids)
+
+
+# How many send_batch chains a campaign runs at once: enough to keep every
+# worker process busy; the shared token bucket keeps the total rate.
+CAMPAIGN_PARALLELISM = 4
+
+
+def _renderer(campaign_id: int) -> DigestRenderer:
+    cache = current_app.extensions["mailer.renderers"]
+    if campaign_id not in cache:
+        settings = current_app.extensions["mailer.settings"]
+        composer = current_app.extensions["mailer.composer"]
+        with current_app.extensions["mailer.sessionmaker"]() as session:
+            cache[campaign_id] = delivery.load_renderer(
+                session,
+                campaign_id,
+                lambda campaign, notices: DigestRenderer(
+                    composer, campaign, notices, site_time_zone=settings.site_time_zone
+                ),
+            )
+        while len(cache) > 8:  # a long-lived worker sees many campaigns
+            cache.pop(next(iter(cache)))
+    return cache[campaign_id]
+
+
+@shared_task(name="mailer.send_batch", acks_late=True)
+def send_batch(campaign_id: int) -> int:
+    """Send one batch of a campaign, then queue the next while rows remain."""
+    settings = current_app.extensions["mailer.settings"]
+    outcome = delivery.send_batch(
+        current_app.extensions["mailer.sessionmaker"],
+        campaign_id,
+        transport=current_app.extensions["mailer.transport"],
+        renderer=_renderer(campaign_id),
+        links=current_app.extensions["mailer.links"],
+        bucket=current_app.extensions["mailer.bucket"],
+        settings=delivery.BatchSettings(
+            max_attempts=settings.retry_max + 1,
+            relay_hold=timedelta(seconds=settings.relay_hold),
+            throttle_hold=timedelta(seconds=settings.throttle_hold),
+        ),
+        clock=clock.now,
+    )
+    for note in outcome.notes:
+        log.warning("campaign %s: %s", campaign_id, note)
+    if outcome.more:
+        send_batch.apply_async((campaign_id,), countdown=outcome.hold_seconds)
+    return outcome.sent
+
+
+def start_sending(campaign_id: int) -> None:
+    """Queue the parallel batch chains of a campaign just started or resumed (after commit)."""
+    for _ in range(CAMPAIGN_PARALLELISM):
+        send_batch.delay(campaign_id)
+
+
+@shared_task(name="mailer.start_due_campaigns")
+def start_due_campaigns() -> int:
+    """Start scheduled campaigns whose time has come; keep sending ones going."""
+    session = db.get_session()
+    now = clock.now()
+    due = campaigns.due_campaigns(session, now=now)
+    for campaign_id in due:
+        campaigns.start_campaign(session, campaign_id, now=now)
+    session.commit()
+    for campaign_id in due + campaigns.stalled_campaigns(session, now=now):
+        start_sending(campaign_id)
+    return len(due)

@@ -1,0 +1,282 @@
+"""Campaigns: compose, plan one Delivery row per recipient, and move between states."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import exists, func, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from mailer.errors import InvalidCampaign
+from mailer.models import (
+    Campaign,
+    CampaignNotice,
+    CampaignStatus,
+    Delivery,
+    DeliveryStatus,
+    Notice,
+    Subscriber,
+    SubscriberStatus,
+    SubscriberTopic,
+    Suppression,
+    Topic,
+)
+
+# Which states each action may start from.
+ALLOWED = {
+    "start": {CampaignStatus.DRAFT, CampaignStatus.SCHEDULED},
+    "pause": {CampaignStatus.SENDING},
+    "resume": {CampaignStatus.PAUSED},
+    "cancel": {
+        CampaignStatus.DRAFT,
+        CampaignStatus.SCHEDULED,
+        CampaignStatus.SENDING,
+        CampaignStatus.PAUSED,
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A campaign's counts per delivery state, and what they imply."""
+
+    status: str
+    total: int
+    sent: int
+    failed: int
+    skipped: int
+    pending: int
+    rate: float  # messages a second since the start
+    seconds_left: float | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def create_campaign(
+    session: Session,
+    *,
+    subject: str,
+    notice_ids: Sequence[int],
+    topics: Sequence[str] = (),
+    intro: str = "",
+    send_at: datetime | None = None,
+    now: datetime,
+) -> int:
+    """Store a draft (or, with `send_at`, a scheduled) campaign; return its id."""
+    subject = " ".join(subject.split())
+    if not subject or len(subject) > 200:
+        raise InvalidCampaign("the subject is required, at most 200 characters")
+    if not notice_ids:
+        raise InvalidCampaign("a campaign needs at least one notice")
+    found = set(session.scalars(select(Notice.id).where(Notice.id.in_(notice_ids))))
+    if missing := [str(notice_id) for notice_id in notice_ids if notice_id not in found]:
+        raise InvalidCampaign(f"no notice with id {', '.join(missing)}")
+    chosen = [topic.value for topic in Topic if topic.value in set(topics)] or [
+        topic.value for topic in Topic
+    ]
+    if unknown := set(topics) - set(Topic):
+        raise InvalidCampaign(f"unknown topic {', '.join(sorted(unknown))}")
+    if send_at is not None and send_at.tzinfo is None:
+        raise InvalidCampaign("the send time needs a time zone offset")
+    campaign = Campaign(
+        subject=subject,
+        intro=intro.strip(),
+        topics=",".join(chosen),
+        send_at=send_at,
+        status=CampaignStatus.SCHEDULED if send_at else CampaignStatus.DRAFT,
+        created_at=now,
+    )
+    session.add(campaign)
+    session.flush()
+    session.add_all(
+        CampaignNotice(campaign_id=campaign.id, notice_id=notice_id, position=position)
+        for position, notice_id in enumerate(dict.fromkeys(notice_ids))
+    )
+    session.flush()
+    return campaign.id
+
+
+def _get(session: Session, campaign_id: int, action: str) -> Campaign:
+    campaign = session.get(Campaign, campaign_id, with_for_update=True)
+    if campaign is None:
+        raise InvalidCampaign(f"no campaign with id {campaign_id}")
+    if campaign.status not in ALLOWED[action]:
+        raise InvalidCampaign(f"cannot {action} a campaign that is {campaign.status}")
+    return campaign
+
+
+def audience(campaign: Campaign):
+    """Confirmed subscribers of any of the campaign's topics whose address is not suppressed."""
+    return select(Subscriber.id).where(
+        Subscriber.status == SubscriberStatus.CONFIRMED,
+        exists().where(
+            SubscriberTopic.subscriber_id == Subscriber.id,
+            SubscriberTopic.topic.in_(campaign.topic_list),
+        ),
+        ~exists().where(Suppression.email == Subscriber.email),
+    )
+
+
+def count_audience(session: Session, topics: Sequence[str]) -> int:
+    """How many would receive a campaign to `topics` now (the compose page's live count)."""
+    probe = Campaign(topics=",".join(topics))
+    return session.scalar(select(func.count()).select_from(audience(probe).subquery())) or 0
+
+
+def start_campaign(session: Session, campaign_id: int, *, now: datetime) -> int:
+    """Plan the deliveries in one INSERT ... SELECT and mark the campaign sending.
+
+    Returns the number of recipients. The unique (campaign, subscriber) pair
+    and ON CONFLICT make a repeated start harmless.
+    """
+    campaign = _get(session, campaign_id, "start")
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    recipients = audience(campaign).add_columns(
+        literal(campaign.id),
+        literal(DeliveryStatus.QUEUED.value),
+        literal(0),
+        literal(""),
+        literal(""),
+    )
+    session.execute(
+        dialect.insert(Delivery)
+        .from_select(
+            ["subscriber_id", "campaign_id", "status", "attempts", "message_id", "last_error"],
+            recipients,
+        )
+        .on_conflict_do_nothing(index_elements=["campaign_id", "subscriber_id"])
+    )
+    campaign.status, campaign.started_at = CampaignStatus.SENDING, now
+    session.flush()
+    # rowcount is not reliable for INSERT ... SELECT on every driver: count the ledger.
+    return (
+        session.scalar(
+            select(func.count()).select_from(Delivery).where(Delivery.campaign_id == campaign.id)
+        )
+        or 0
+    )
+
+
+def set_paused(session: Session, campaign_id: int, *, paused: bool) -> None:
+    """Pause a sending campaign, or resume a paused one where it stopped."""
+    campaign = _get(session, campaign_id, "pause" if paused else "resume")
+    campaign.status = CampaignStatus.PAUSED if paused else CampaignStatus.SENDING
+    session.flush()
+
+
+def cancel_campaign(session: Session, campaign_id: int, *, now: datetime) -> None:
+    """Stop for good: deliveries not yet sent are skipped."""
+    campaign = _get(session, campaign_id, "cancel")
+    campaign.status, campaign.finished_at = CampaignStatus.CANCELLED, now
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.campaign_id == campaign_id,
+            Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.CLAIMED]),
+        )
+        .values(status=DeliveryStatus.SKIPPED, last_error="campaign cancelled", lease_until=None)
+    )
+    session.flush()
+
+
+def resend_failed(session: Session, campaign_id: int) -> int:
+    """Queue again the deliveries that failed temporarily-then-finally; return how many.
+
+    Permanent failures suppressed their address and stay failed.
+    """
+    campaign = session.get(Campaign, campaign_id, with_for_update=True)
+    if campaign is None:
+        raise InvalidCampaign(f"no campaign with id {campaign_id}")
+    requeued = (
+        session.execute(
+            update(Delivery)
+            .where(
+                Delivery.campaign_id == campaign_id,
+                Delivery.status == DeliveryStatus.FAILED,
+                ~exists().where(
+                    Suppression.email == Subscriber.email, Subscriber.id == Delivery.subscriber_id
+                ),
+            )
+            .values(status=DeliveryStatus.QUEUED, last_error="", lease_until=None)
+        ).rowcount
+        or 0
+    )
+    if requeued and campaign.status == CampaignStatus.FINISHED:
+        campaign.status, campaign.finished_at = CampaignStatus.SENDING, None
+    session.flush()
+    return requeued
+
+
+def progress(session: Session, campaign_id: int, *, now: datetime) -> Progress:
+    """Counts per state from the Delivery ledger, the rate so far and the time left."""
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise InvalidCampaign(f"no campaign with id {campaign_id}")
+    counts = dict(
+        session.execute(
+            select(Delivery.status, func.count())
+            .where(Delivery.campaign_id == campaign_id)
+            .group_by(Delivery.status)
+        ).all()
+    )
+    sent, failed = counts.get("sent", 0), counts.get("failed", 0)
+    pending = counts.get("queued", 0) + counts.get("claimed", 0)
+    elapsed = (now - campaign.started_at).total_seconds() if campaign.started_at else 0
+    rate = sent / elapsed if elapsed > 0 else 0.0
+    return Progress(
+        status=campaign.status,
+        total=sum(counts.values()),
+        sent=sent,
+        failed=failed,
+        skipped=counts.get("skipped", 0),
+        pending=pending,
+        rate=round(rate, 1),
+        seconds_left=round(pending / rate, 1)
+        if rate and pending
+        else (0.0 if not pending else None),
+    )
+
+
+def due_campaigns(session: Session, *, now: datetime) -> list[int]:
+    """Scheduled campaigns whose time has come."""
+    return list(
+        session.scalars(
+            select(Campaign.id).where(
+                Campaign.status == CampaignStatus.SCHEDULED, Campaign.send_at <= now
+            )
+        )
+    )
+
+
+def stalled_campaigns(session: Session, *, now: datetime) -> list[int]:
+    """Sending campaigns with work left but no live lease: their task chains were lost.
+
+    While any worker sends, it holds leased rows; none at all (outside a
+    relay hold) means a crash or a broker restart took the chains away.
+    """
+    work_left = exists().where(
+        Delivery.campaign_id == Campaign.id,
+        or_(
+            Delivery.status == DeliveryStatus.QUEUED,
+            (Delivery.status == DeliveryStatus.CLAIMED) & (Delivery.lease_until < now),
+        ),
+    )
+    working = exists().where(
+        Delivery.campaign_id == Campaign.id,
+        Delivery.status == DeliveryStatus.CLAIMED,
+        Delivery.lease_until >= now,
+    )
+    return list(
+        session.scalars(
+            select(Campaign.id).where(
+                Campaign.status == CampaignStatus.SENDING,
+                work_left,
+                ~working,
+                or_(Campaign.hold_until.is_(None), Campaign.hold_until < now),
+            )
+        )
+    )

@@ -1,0 +1,284 @@
+"""Sending a campaign: claim a batch of Delivery rows, send them over one connection, record.
+
+`send_batch` needs several transactions by nature (claim, send, record), so it
+takes a sessionmaker rather than a session. A claimed row carries a lease: if
+the worker dies, the row returns to the queue when the lease expires, and at
+most the message in flight at that moment can go out twice.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailer.digest import DigestRenderer, Recipient
+from mailer.mailing import LinkMaker
+from mailer.models import (
+    Campaign,
+    CampaignNotice,
+    CampaignStatus,
+    Delivery,
+    DeliveryStatus,
+    Notice,
+    Subscriber,
+    SubscriberStatus,
+    SubscriberTopic,
+    Suppression,
+)
+from mailer.ratelimit import Bucket
+from mailer.tokens import Purpose
+from mailer.transport import PermanentFailure, Transport
+
+# Replies that mean "you are sending too much": the whole campaign slows down.
+THROTTLE = re.compile(r"^(421|450|451|452)\b.*(4\.7\.28|4\.7\.0|rate|too many|throttl)", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSettings:
+    size: int = 200
+    lease: timedelta = timedelta(minutes=5)
+    max_attempts: int = 8
+    relay_hold: timedelta = timedelta(seconds=30)  # relay down or failing: wait, then go on
+    throttle_hold: timedelta = timedelta(minutes=10)  # Gmail: "at least 10 minutes"
+
+
+@dataclass
+class BatchOutcome:
+    claimed: int = 0
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    released: int = 0
+    hold_seconds: float = 0.0
+    more: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def claim_batch(
+    session: Session, campaign_id: int, *, size: int, now: datetime, lease: timedelta
+) -> list[tuple[int, int]]:
+    """Lease up to `size` queued (or lease-expired) rows; return (delivery id, subscriber id).
+
+    FOR UPDATE SKIP LOCKED lets many workers claim from one campaign at once
+    without waiting on each other (PostgreSQL; SQLite serialises writers).
+    """
+    candidates = (
+        select(Delivery.id)
+        .where(
+            Delivery.campaign_id == campaign_id,
+            or_(
+                Delivery.status == DeliveryStatus.QUEUED,
+                (Delivery.status == DeliveryStatus.CLAIMED) & (Delivery.lease_until < now),
+            ),
+        )
+        .order_by(Delivery.id)
+        .limit(size)
+        .with_for_update(skip_locked=True)
+    )
+    rows = session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(candidates.scalar_subquery()))
+        .values(
+            status=DeliveryStatus.CLAIMED, lease_until=now + lease, attempts=Delivery.attempts + 1
+        )
+        .returning(Delivery.id, Delivery.subscriber_id)
+    ).all()
+    return [(row[0], row[1]) for row in rows]
+
+
+def _recipients(
+    session: Session,
+    subscriber_ids: list[int],
+    links: LinkMaker,
+) -> dict[int, Recipient | None]:
+    """Recipients by subscriber id; None for those who left or were suppressed since planning."""
+    topics: dict[int, list[str]] = {}
+    for subscriber_id, topic in session.execute(
+        select(SubscriberTopic.subscriber_id, SubscriberTopic.topic).where(
+            SubscriberTopic.subscriber_id.in_(subscriber_ids)
+        )
+    ):
+        topics.setdefault(subscriber_id, []).append(topic)
+    found: dict[int, Recipient | None] = dict.fromkeys(subscriber_ids)
+    rows = session.execute(
+        select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.time_zone).where(
+            Subscriber.id.in_(subscriber_ids),
+            Subscriber.status == SubscriberStatus.CONFIRMED,
+            ~exists().where(Suppression.email == Subscriber.email),
+        )
+    )
+    for subscriber_id, email, name, zone in rows:
+        found[subscriber_id] = Recipient(
+            email=email,
+            name=name,
+            topics=tuple(sorted(topics.get(subscriber_id, []))),
+            time_zone=zone,
+            preferences_url=links.url("preferences", Purpose.PREFERENCES, subscriber_id),
+        )
+    return found
+
+
+def load_renderer(
+    session: Session,
+    campaign_id: int,
+    make: Callable[..., DigestRenderer],
+) -> DigestRenderer:
+    """A renderer for the campaign, with its notices in the order the editor chose."""
+    campaign = session.get_one(Campaign, campaign_id)
+    notices = session.scalars(
+        select(Notice)
+        .join(CampaignNotice, CampaignNotice.notice_id == Notice.id)
+        .where(CampaignNotice.campaign_id == campaign_id)
+        .order_by(CampaignNotice.position)
+    ).all()
+    session.expunge_all()
+    return make(campaign, notices)
+
+
+def _campaign_state(session: Session, campaign_id: int) -> tuple[str, datetime | None]:
+    status, hold = session.execute(
+        select(Campaign.status, Campaign.hold_until).where(Campaign.id == campaign_id)
+    ).one()
+    return status, hold
+
+
+def send_batch(
+    factory: sessionmaker[Session],
+    campaign_id: int,
+    *,
+    transport: Transport,
+    renderer: DigestRenderer,
+    links: LinkMaker,
+    bucket: Bucket,
+    settings: BatchSettings,
+    clock: Callable[[], datetime],
+) -> BatchOutcome:
+    """Claim, send and record one batch of the campaign; say whether more remain."""
+    outcome = BatchOutcome()
+    with factory() as session:
+        status, hold = _campaign_state(session, campaign_id)
+        now = clock()
+        if status != CampaignStatus.SENDING:
+            return outcome
+        if hold is not None and hold > now:
+            outcome.hold_seconds, outcome.more = (hold - now).total_seconds(), True
+            return outcome
+        claimed = claim_batch(
+            session, campaign_id, size=settings.size, now=now, lease=settings.lease
+        )
+        recipients = _recipients(session, [sid for _, sid in claimed], links) if claimed else {}
+        session.commit()
+    outcome.claimed = len(claimed)
+
+    results: dict[str, list[dict]] = {"sent": [], "failed": [], "skipped": [], "released": []}
+    suppress: list[str] = []
+    last_check = time.monotonic()
+    stop_reason = ""
+    for delivery_id, subscriber_id in claimed:
+        if stop_reason:
+            results["released"].append({"id": delivery_id, "last_error": stop_reason})
+            continue
+        if time.monotonic() - last_check > 0.5:  # pause and cancel take effect within a second
+            last_check = time.monotonic()
+            with factory() as session:
+                if _campaign_state(session, campaign_id)[0] != CampaignStatus.SENDING:
+                    stop_reason = "campaign paused or cancelled"
+                    results["released"].append({"id": delivery_id, "last_error": stop_reason})
+                    continue
+        recipient = recipients.get(subscriber_id)
+        outgoing = renderer.build(recipient, now=clock()) if recipient else None
+        if outgoing is None:
+            why = "unsubscribed or suppressed" if recipient is None else "no notice of their topics"
+            results["skipped"].append({"id": delivery_id, "last_error": why})
+            continue
+        bucket.take()
+        [result] = transport.send([outgoing])
+        now = clock()
+        if result.error is None:
+            results["sent"].append(
+                {"id": delivery_id, "message_id": result.message_id, "sent_at": now}
+            )
+        elif isinstance(result.error, PermanentFailure):
+            results["failed"].append({"id": delivery_id, "last_error": str(result.error)})
+            suppress.append(recipient.email)  # type: ignore[union-attr]
+        else:
+            # Relay down, throttling or failing: put this and the rest back and
+            # hold the whole campaign, rather than burn through the list.
+            error = str(result.error)
+            stop_reason = error
+            results["released"].append({"id": delivery_id, "last_error": error})
+            hold = settings.throttle_hold if THROTTLE.match(error) else settings.relay_hold
+            outcome.hold_seconds = hold.total_seconds()
+            outcome.notes.append(f"holding {outcome.hold_seconds:.0f}s after: {error}")
+    _record(factory, campaign_id, results, suppress, outcome, settings, clock())
+    return outcome
+
+
+def _record(
+    factory: sessionmaker[Session],
+    campaign_id: int,
+    results: dict[str, list[dict]],
+    suppress: list[str],
+    outcome: BatchOutcome,
+    settings: BatchSettings,
+    now: datetime,
+) -> None:
+    with factory() as session:
+        for status in ("sent", "failed", "skipped"):
+            rows = results[status]
+            if rows:
+                session.execute(
+                    update(Delivery),
+                    [{**row, "status": status, "lease_until": None} for row in rows],
+                )
+        if results["released"]:
+            # Rows given back by a batch that stopped go back to the queue,
+            # unless the campaign was cancelled meanwhile: then they are done.
+            cancelled = _campaign_state(session, campaign_id)[0] == CampaignStatus.CANCELLED
+            back = DeliveryStatus.SKIPPED if cancelled else DeliveryStatus.QUEUED
+            session.execute(
+                update(Delivery),
+                [{**row, "status": back, "lease_until": None} for row in results["released"]],
+            )
+            # A row that keeps failing temporarily gives up after max_attempts.
+            session.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id.in_([row["id"] for row in results["released"]]),
+                    Delivery.attempts >= settings.max_attempts,
+                )
+                .values(status=DeliveryStatus.FAILED)
+            )
+        for email in dict.fromkeys(suppress):
+            if session.scalar(select(Suppression.id).where(Suppression.email == email)) is None:
+                session.add(Suppression(email=email, reason="hard_bounce", created_at=now))
+        if outcome.hold_seconds:
+            session.execute(
+                update(Campaign)
+                .where(Campaign.id == campaign_id)
+                .values(hold_until=now + timedelta(seconds=outcome.hold_seconds))
+            )
+        pending = session.scalar(
+            select(func.count())
+            .select_from(Delivery)
+            .where(
+                Delivery.campaign_id == campaign_id,
+                Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.CLAIMED]),
+            )
+        )
+        if not pending:
+            session.execute(
+                update(Campaign)
+                .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.SENDING)
+                .values(status=CampaignStatus.FINISHED, finished_at=now)
+            )
+        session.commit()
+    outcome.sent, outcome.failed = len(results["sent"]), len(results["failed"])
+    outcome.skipped, outcome.released = len(results["skipped"]), len(results["released"])
+    outcome.more = bool(pending)

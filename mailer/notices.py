@@ -1,0 +1,118 @@
+"""Notices of new articles, videos and webinars: one way in for the admin, CLI, API and feeds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailer.errors import InvalidNotice
+from mailer.models import Notice, NoticeKind
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeDraft:
+    """What a notice is made of, before it is checked and stored."""
+
+    kind: str
+    title: str
+    url: str
+    summary: str = ""
+    image_url: str = ""
+    published_at: datetime | None = None
+    starts_at: datetime | None = None
+    duration_minutes: int | None = None
+    time_zone: str = ""
+    join_url: str = ""
+    guid: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _http_url(name: str, value: str, *, required: bool) -> str:
+    value = value.strip()
+    if not value and not required:
+        return ""
+    parts = urlsplit(value)
+    if (
+        parts.scheme not in {"http", "https"}
+        or not parts.netloc
+        or any(char in value for char in "\r\n\t ")
+    ):
+        raise InvalidNotice(f"{name} must be an http(s) URL, not {value[:80]!r}")
+    return value
+
+
+def _aware(name: str, value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise InvalidNotice(f"{name} needs a time zone offset, e.g. 2026-12-01T17:00:00+01:00")
+    return value
+
+
+def check(draft: NoticeDraft) -> NoticeDraft:
+    """Return the draft with its fields checked; raise InvalidNotice naming the first bad one."""
+    if draft.kind not in set(NoticeKind):
+        raise InvalidNotice(f"kind must be article, video or webinar, not {draft.kind!r}")
+    title = " ".join(draft.title.split())
+    if not title:
+        raise InvalidNotice("title is required")
+    if len(title) > 300:
+        raise InvalidNotice("title must be at most 300 characters")
+    _aware("published_at", draft.published_at)
+    _aware("starts_at", draft.starts_at)
+    if draft.kind == NoticeKind.WEBINAR:
+        if draft.starts_at is None:
+            raise InvalidNotice("a webinar needs starts_at")
+        if not draft.duration_minutes or not 0 < draft.duration_minutes <= 24 * 60:
+            raise InvalidNotice("a webinar needs duration_minutes between 1 and 1440")
+    if draft.time_zone:
+        try:
+            ZoneInfo(draft.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InvalidNotice(f"time_zone {draft.time_zone!r} is not an IANA zone") from None
+    return NoticeDraft(
+        kind=draft.kind,
+        title=title,
+        url=_http_url("url", draft.url, required=True),
+        summary=draft.summary.strip()[:5000],
+        image_url=_http_url("image_url", draft.image_url, required=False),
+        published_at=draft.published_at,
+        starts_at=draft.starts_at,
+        duration_minutes=draft.duration_minutes,
+        time_zone=draft.time_zone,
+        join_url=_http_url("join_url", draft.join_url, required=False),
+        guid=draft.guid,
+    )
+
+
+def create_notice(session: Session, draft: NoticeDraft, *, source: str, now: datetime) -> int:
+    """Check and store a notice; return its id. Raises InvalidNotice."""
+    draft = check(draft)
+    notice = Notice(
+        kind=draft.kind,
+        title=draft.title,
+        url=draft.url,
+        summary=draft.summary,
+        image_url=draft.image_url,
+        published_at=draft.published_at or now,
+        starts_at=draft.starts_at,
+        duration_minutes=draft.duration_minutes,
+        time_zone=draft.time_zone,
+        join_url=draft.join_url,
+        source=source,
+        guid=draft.guid,
+        created_at=now,
+    )
+    session.add(notice)
+    session.flush()
+    return notice.id
+
+
+def known_guids(session: Session, guids: list[str]) -> set[str]:
+    """Which of these feed entry ids are imported already."""
+    if not guids:
+        return set()
+    return set(session.scalars(select(Notice.guid).where(Notice.guid.in_(guids))))
