@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from mailer.errors import CaptchaUnavailable
@@ -84,24 +84,35 @@ def check_domain(email: str, *, block_disposable: bool) -> Verdict:
     return Verdict()
 
 
+def _address_limits_query():
+    mails = select(func.count()).where(
+        TransactionalMail.email == bindparam("email"), TransactionalMail.kind.in_(LIMITED_KINDS)
+    )
+    return select(
+        select(Suppression.reason).where(Suppression.email == bindparam("email")).scalar_subquery(),
+        mails.where(TransactionalMail.created_at > bindparam("hour_ago")).scalar_subquery(),
+        mails.where(TransactionalMail.created_at > bindparam("day_ago")).scalar_subquery(),
+    )
+
+
+ADDRESS_LIMITS = _address_limits_query()  # built once: this runs on every signup
+
+
 def check_address_limits(session: Session, email: str, *, now: datetime) -> Verdict:
     """Refuse a further confirmation-type mail to `email` (suppressed, or over the limits)."""
-    reason = session.scalar(select(Suppression.reason).where(Suppression.email == email))
+    reason, last_hour, last_day = session.execute(
+        ADDRESS_LIMITS,
+        {
+            "email": email,
+            "hour_ago": now - timedelta(hours=1),
+            "day_ago": now - timedelta(days=1),
+        },
+    ).one()
     if reason is not None:
         return Verdict(f"address suppressed ({reason})")
-    sent_since = select(func.count()).where(
-        TransactionalMail.email == email,
-        TransactionalMail.kind.in_(LIMITED_KINDS),
-    )
-    last_hour = session.scalar(
-        sent_since.where(TransactionalMail.created_at > now - timedelta(hours=1))
-    )
-    if last_hour and last_hour >= MAILS_PER_HOUR:
+    if last_hour >= MAILS_PER_HOUR:
         return Verdict("address had a mail in the last hour")
-    last_day = session.scalar(
-        sent_since.where(TransactionalMail.created_at > now - timedelta(days=1))
-    )
-    if last_day and last_day >= MAILS_PER_DAY:
+    if last_day >= MAILS_PER_DAY:
         return Verdict("address had three mails in the last day")
     return Verdict()
 

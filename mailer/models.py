@@ -69,9 +69,7 @@ class Subscriber(Base):
     unsubscribed_at: Mapped[datetime | None]
     time_zone: Mapped[str] = mapped_column(String(64), default="")  # IANA name; "" = site's
 
-    topics: Mapped[list[SubscriberTopic]] = relationship(
-        cascade="all, delete-orphan", lazy="selectin"
-    )
+    topics: Mapped[list[SubscriberTopic]] = relationship(cascade="all, delete-orphan")
 
     __table_args__ = (Index("ix_subscriber_status_created_at", "status", "created_at"),)
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import ModuleType
 
-from sqlalchemy import delete, select
+from sqlalchemy import Executable, bindparam, case, delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -19,6 +20,7 @@ from mailer.errors import InvalidToken
 from mailer.models import (
     Consent,
     MailKind,
+    MailStatus,
     Subscriber,
     SubscriberStatus,
     SubscriberTopic,
@@ -56,52 +58,74 @@ class ConfirmOutcome:
     welcome_mail_id: int | None = None
 
 
-def _lock_subscriber(session: Session, email: str, name: str, now: datetime) -> Subscriber:
-    """Create the subscriber row if missing and lock it for this transaction.
+def _upsert_subscriber(dialect: ModuleType) -> Executable:
+    insert = dialect.insert(Subscriber).values(
+        email=bindparam("email"),
+        name=bindparam("name"),
+        status=SubscriberStatus.PENDING,
+        created_at=bindparam("now"),
+        last_signup_at=bindparam("now"),
+    )
+    return insert.on_conflict_do_update(
+        index_elements=["email"],
+        set_={
+            "last_signup_at": insert.excluded.last_signup_at,
+            # A pending signup takes the newest name (nobody confirmed the old one
+            # either); a confirmed subscriber's name never changes here.
+            "name": case(
+                (Subscriber.status == SubscriberStatus.PENDING, insert.excluded.name),
+                else_=Subscriber.name,
+            ),
+        },
+    ).returning(Subscriber.id, Subscriber.status)
+
+
+# Built once: constructing statements costs more than executing them on this path.
+UPSERT_SUBSCRIBER = {
+    "postgresql": _upsert_subscriber(postgresql),
+    "sqlite": _upsert_subscriber(sqlite),
+}
+INSERT_CONSENT = insert(Consent).returning(Consent.id)
+INSERT_MAIL = insert(TransactionalMail).returning(TransactionalMail.id)
+
+
+def _lock_subscriber(session: Session, email: str, name: str, now: datetime) -> tuple[int, str]:
+    """Create or refresh the subscriber row, lock it, and return (id, status).
 
     Concurrent signups for one address queue up here, so the per-address mail
-    count below is read by one of them at a time (PostgreSQL: the row lock;
-    SQLite: the insert takes the database's write lock).
+    count that follows is read by one of them at a time: ON CONFLICT DO UPDATE
+    takes the row lock on PostgreSQL, and any write takes SQLite's database
+    lock. One statement, because this is the hot path of every signup.
     """
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    session.execute(
-        dialect.insert(Subscriber)
-        .values(
-            email=email,
-            name=name,
-            status=SubscriberStatus.PENDING,
-            created_at=now,
-            last_signup_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["email"])
-    )
-    return session.scalars(
-        select(Subscriber)
-        .where(Subscriber.email == email)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
+    statement = UPSERT_SUBSCRIBER[session.get_bind().dialect.name]
+    row = session.execute(statement, {"email": email, "name": name, "now": now}).one()
+    return row[0], row[1]
 
 
 def queue_mail(
     session: Session,
-    subscriber: Subscriber,
-    kind: MailKind,
     *,
+    subscriber_id: int,
+    email: str,
+    kind: MailKind,
     now: datetime,
-    consent: Consent | None = None,
+    consent_id: int | None = None,
 ) -> int:
     """Record a transactional mail to send; return its id for the task."""
-    mail = TransactionalMail(
-        subscriber_id=subscriber.id,
-        consent_id=consent.id if consent else None,
-        email=subscriber.email,
-        kind=kind,
-        created_at=now,
-    )
-    session.add(mail)
-    session.flush()
-    return mail.id
+    return session.execute(
+        INSERT_MAIL,
+        {
+            "subscriber_id": subscriber_id,
+            "consent_id": consent_id,
+            "email": email,
+            "kind": kind,
+            "status": MailStatus.QUEUED,
+            "created_at": now,
+            "attempts": 0,
+            "message_id": "",
+            "last_error": "",
+        },
+    ).scalar_one()
 
 
 def sign_up(
@@ -119,31 +143,44 @@ def sign_up(
     topics do not change: they get an "already subscribed" mail instead. The
     reader sees the same page whatever happens here.
     """
-    subscriber = _lock_subscriber(session, email, name, now)
+    subscriber_id, status = _lock_subscriber(session, email, name, now)
     verdict = antispam.check_address_limits(session, email, now=now)
     if verdict.refused:
         return SignupOutcome(None, verdict.reason)
-    subscriber.last_signup_at = now
-    if subscriber.status == SubscriberStatus.CONFIRMED:
-        return SignupOutcome(queue_mail(session, subscriber, MailKind.ALREADY_SUBSCRIBED, now=now))
+    if status == SubscriberStatus.CONFIRMED:
+        return SignupOutcome(
+            queue_mail(
+                session,
+                subscriber_id=subscriber_id,
+                email=email,
+                kind=MailKind.ALREADY_SUBSCRIBED,
+                now=now,
+            )
+        )
 
-    if subscriber.status == SubscriberStatus.PENDING:
-        subscriber.name = name  # nobody has confirmed the old one either
     chosen = [topic.value for topic in Topic if topic.value in set(topics)]
-    consent = Consent(
-        subscriber_id=subscriber.id,
-        requested_at=now,
-        ip=request.ip,
-        user_agent=request.user_agent[:512],
-        form=request.form,
-        source_url=request.source_url[:2048],
-        wording=request.wording,
-        topics=",".join(chosen),
-    )
-    session.add(consent)
-    session.flush()
+    consent_id = session.execute(
+        INSERT_CONSENT,
+        {
+            "subscriber_id": subscriber_id,
+            "requested_at": now,
+            "ip": request.ip,
+            "user_agent": request.user_agent[:512],
+            "form": request.form,
+            "source_url": request.source_url[:2048],
+            "wording": request.wording,
+            "topics": ",".join(chosen),
+        },
+    ).scalar_one()
     return SignupOutcome(
-        queue_mail(session, subscriber, MailKind.CONFIRM, now=now, consent=consent)
+        queue_mail(
+            session,
+            subscriber_id=subscriber_id,
+            email=email,
+            kind=MailKind.CONFIRM,
+            now=now,
+            consent_id=consent_id,
+        )
     )
 
 
@@ -175,7 +212,17 @@ def confirm(
     subscriber.confirmed_at, subscriber.unsubscribed_at = now, None
     subscriber.topics = [SubscriberTopic(topic=topic) for topic in consent.topic_list]
     session.flush()
-    welcome_id = queue_mail(session, subscriber, MailKind.WELCOME, now=now) if welcome else None
+    welcome_id = (
+        queue_mail(
+            session,
+            subscriber_id=subscriber.id,
+            email=subscriber.email,
+            kind=MailKind.WELCOME,
+            now=now,
+        )
+        if welcome
+        else None
+    )
     return ConfirmOutcome(newly_confirmed=True, welcome_mail_id=welcome_id)
 
 
