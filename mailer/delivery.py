@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailer.digest import DigestRenderer, Recipient
@@ -33,7 +33,7 @@ from mailer.models import (
 )
 from mailer.ratelimit import Bucket
 from mailer.tokens import Purpose
-from mailer.transport import PermanentFailure, Transport
+from mailer.transport import PermanentFailure, RelayUnavailable, Transport
 
 # Replies that mean "you are sending too much": the whole campaign slows down.
 THROTTLE = re.compile(r"^(421|450|451|452)\b.*(4\.7\.28|4\.7\.0|rate|too many|throttl)", re.I)
@@ -58,6 +58,18 @@ class BatchOutcome:
     hold_seconds: float = 0.0
     more: bool = False
     notes: list[str] = field(default_factory=list)
+
+
+MARK_SENT = (
+    update(Delivery)
+    .where(Delivery.id == bindparam("delivery_id"))
+    .values(
+        status=DeliveryStatus.SENT,
+        message_id=bindparam("message_id"),
+        sent_at=bindparam("sent_at"),
+        lease_until=None,
+    )
+)
 
 
 def claim_batch(
@@ -180,17 +192,32 @@ def send_batch(
     suppress: list[str] = []
     last_check = time.monotonic()
     stop_reason = ""
-    for delivery_id, subscriber_id in claimed:
+    live = factory()  # one connection for the batch: each sent row is recorded at once
+    untried: list[int] = []  # released without a word from the relay: the attempt is undone
+    for position, (delivery_id, subscriber_id) in enumerate(claimed):
         if stop_reason:
+            untried.append(delivery_id)
             results["released"].append({"id": delivery_id, "last_error": stop_reason})
             continue
         if time.monotonic() - last_check > 0.5:  # pause and cancel take effect within a second
             last_check = time.monotonic()
-            with factory() as session:
-                if _campaign_state(session, campaign_id)[0] != CampaignStatus.SENDING:
-                    stop_reason = "campaign paused or cancelled"
-                    results["released"].append({"id": delivery_id, "last_error": stop_reason})
-                    continue
+            if _campaign_state(live, campaign_id)[0] != CampaignStatus.SENDING:
+                live.rollback()
+                stop_reason = "campaign paused or cancelled"
+                untried.append(delivery_id)
+                results["released"].append({"id": delivery_id, "last_error": stop_reason})
+                continue
+            # Renew the lease on what is left, so a slow batch (a low send rate)
+            # is never taken over by another worker while this one still sends.
+            live.execute(
+                update(Delivery)
+                .where(
+                    Delivery.id.in_([row[0] for row in claimed[position:]]),
+                    Delivery.status == DeliveryStatus.CLAIMED,
+                )
+                .values(lease_until=clock() + settings.lease)
+            )
+            live.commit()
         recipient = recipients.get(subscriber_id)
         outgoing = renderer.build(recipient, now=clock()) if recipient else None
         if outgoing is None:
@@ -201,9 +228,14 @@ def send_batch(
         [result] = transport.send([outgoing])
         now = clock()
         if result.error is None:
-            results["sent"].append(
-                {"id": delivery_id, "message_id": result.message_id, "sent_at": now}
+            # Committed before the next message: a worker killed from here on
+            # can send at most the message in flight twice, never the batch.
+            live.execute(
+                MARK_SENT,
+                {"delivery_id": delivery_id, "message_id": result.message_id, "sent_at": now},
             )
+            live.commit()
+            results["sent"].append({"id": delivery_id})
         elif isinstance(result.error, PermanentFailure):
             results["failed"].append({"id": delivery_id, "last_error": str(result.error)})
             suppress.append(recipient.email)  # type: ignore[union-attr]
@@ -212,11 +244,18 @@ def send_batch(
             # hold the whole campaign, rather than burn through the list.
             error = str(result.error)
             stop_reason = error
+            if isinstance(result.error, RelayUnavailable):
+                untried.append(delivery_id)  # the relay said nothing about this recipient
             results["released"].append({"id": delivery_id, "last_error": error})
             hold = settings.throttle_hold if THROTTLE.match(error) else settings.relay_hold
             outcome.hold_seconds = hold.total_seconds()
             outcome.notes.append(f"holding {outcome.hold_seconds:.0f}s after: {error}")
-    _record(factory, campaign_id, results, suppress, outcome, settings, clock())
+    live.close()
+    _record(factory, campaign_id, results, suppress, untried, outcome, settings, clock())
+    if not claimed and outcome.more:
+        # Rows remain but others hold them (or a dead worker's lease has yet
+        # to expire): look again in a second instead of spinning.
+        outcome.hold_seconds = max(outcome.hold_seconds, 1.0)
     return outcome
 
 
@@ -225,12 +264,13 @@ def _record(
     campaign_id: int,
     results: dict[str, list[dict]],
     suppress: list[str],
+    untried: list[int],
     outcome: BatchOutcome,
     settings: BatchSettings,
     now: datetime,
 ) -> None:
     with factory() as session:
-        for status in ("sent", "failed", "skipped"):
+        for status in ("failed", "skipped"):
             rows = results[status]
             if rows:
                 session.execute(
@@ -246,6 +286,14 @@ def _record(
                 update(Delivery),
                 [{**row, "status": back, "lease_until": None} for row in results["released"]],
             )
+            # Only attempts the relay answered count: an outage or a pause must
+            # not wear down the list until everyone is marked failed.
+            if untried:
+                session.execute(
+                    update(Delivery)
+                    .where(Delivery.id.in_(untried))
+                    .values(attempts=Delivery.attempts - 1)
+                )
             # A row that keeps failing temporarily gives up after max_attempts.
             session.execute(
                 update(Delivery)

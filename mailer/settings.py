@@ -121,6 +121,7 @@ class Settings:
     retry_backoff: float = 30.0
     retry_max: int = 8
     relay_hold: float = 30.0
+    lease_seconds: float = 300.0
     throttle_hold: float = 600.0
     log_format: str = "json"
 
@@ -178,6 +179,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "retry_backoff": _positive(float),
     "retry_max": _positive(int),
     "relay_hold": _positive(float),
+    "lease_seconds": _positive(float),
     "throttle_hold": _positive(float),
     "log_format": _choice("json", "text"),
     "site_time_zone": _zone,

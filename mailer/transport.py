@@ -20,6 +20,10 @@ class TemporaryFailure(Exception):
     """4xx or connection trouble: try again later."""
 
 
+class RelayUnavailable(TemporaryFailure):
+    """The relay could not be reached or dropped us: nothing was said about the recipient."""
+
+
 class PermanentFailure(Exception):
     """5xx for this recipient: never retry."""
 
@@ -60,7 +64,7 @@ def _smtp_error(error: Exception) -> TemporaryFailure | PermanentFailure:
     if isinstance(error, smtplib.SMTPNotSupportedError):
         # A non-ASCII mailbox and a relay without SMTPUTF8 (RFC 6531): retrying cannot help.
         return PermanentFailure(f"relay cannot carry this address: {error}")
-    return TemporaryFailure(f"{type(error).__name__}: {error}")
+    return RelayUnavailable(f"{type(error).__name__}: {error}")
 
 
 class SMTPTransport:

@@ -125,3 +125,16 @@ def add_confirmed(
     session.add(subscriber)
     session.flush()
     return subscriber.id
+
+
+def settings_env(settings) -> dict[str, str]:
+    """The MAILER_* environment that makes a separate process build the same Settings."""
+    import dataclasses
+    import os
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MAILER_")}
+    for field in dataclasses.fields(settings):
+        name = "MAILER_" + ("FROM" if field.name == "sender" else field.name.upper())
+        value = getattr(settings, field.name)
+        env[name] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env

@@ -20,6 +20,7 @@ import pytest
 from flask import Flask
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
 from werkzeug.serving import make_server
 
 from mailer.models import Consent, Subscriber
@@ -53,7 +54,11 @@ class Live:
 
     def subscriber(self, email: str) -> Subscriber | None:
         with self.app.extensions["mailer.sessionmaker"]() as session:
-            return session.scalar(select(Subscriber).where(Subscriber.email == email))
+            return session.scalar(
+                select(Subscriber)
+                .where(Subscriber.email == email)
+                .options(selectinload(Subscriber.topics))  # read after the session closes
+            )
 
     def count(self, model: type) -> int:
         with self.app.extensions["mailer.sessionmaker"]() as session:

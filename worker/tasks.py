@@ -99,6 +99,7 @@ def send_batch(campaign_id: int) -> int:
         settings=delivery.BatchSettings(
             max_attempts=settings.retry_max + 1,
             relay_hold=timedelta(seconds=settings.relay_hold),
+            lease=timedelta(seconds=settings.lease_seconds),
             throttle_hold=timedelta(seconds=settings.throttle_hold),
         ),
         clock=clock.now,
