@@ -1,0 +1,150 @@
+"""The `mailer notice` and `mailer campaign` commands, against a real worker and relay."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+from flask.cli import ScriptInfo
+from sqlalchemy import select
+
+from mailer.cli import main
+from mailer.models import Campaign, Notice
+from tests.conftest import running_worker
+from tests.helpers import add_confirmed
+
+
+def _cli(app, *args: str):
+    result = CliRunner().invoke(main, list(args), obj=ScriptInfo(create_app=lambda: app))
+    return result
+
+
+def test_notice_add_prints_the_id_and_stores_the_notice(app, session):
+    result = _cli(
+        app,
+        "notice",
+        "add",
+        "--kind",
+        "webinar",
+        "--title",
+        "Sleep and pain",
+        "--url",
+        "https://site.example/w",
+        "--starts-at",
+        "2026-12-03T17:00:00+00:00",
+        "--duration-minutes",
+        "45",
+        "--time-zone",
+        "Europe/London",
+    )
+    assert result.exit_code == 0, result.output
+    notice = session.get(Notice, int(result.output.strip()))
+    assert (notice.kind, notice.title, notice.duration_minutes, notice.source) == (
+        "webinar",
+        "Sleep and pain",
+        45,
+        "cli",
+    )
+
+
+def test_notice_add_refuses_bad_input_and_stores_nothing(app, session):
+    missing_start = _cli(
+        app, "notice", "add", "--kind", "webinar", "--title", "x", "--url", "https://site.example/w"
+    )
+    assert missing_start.exit_code == 1 and "starts_at" in missing_start.output
+    bad_url = _cli(
+        app, "notice", "add", "--kind", "article", "--title", "x", "--url", "javascript:alert(1)"
+    )
+    assert bad_url.exit_code == 1 and "url must be an http(s) URL" in bad_url.output
+    naive = _cli(
+        app,
+        "notice",
+        "add",
+        "--kind",
+        "article",
+        "--title",
+        "x",
+        "--url",
+        "https://site.example/a",
+        "--published-at",
+        "2026-12-03T17:00:00",
+    )
+    assert naive.exit_code == 2 and "time zone offset" in naive.output
+    assert session.scalars(select(Notice)).all() == []
+
+
+def test_campaign_create_start_wait_and_status(app, session, inbox):
+    for number in range(25):
+        add_confirmed(session, f"r{number}@example.org", ("article",))
+    session.commit()
+    notice = _cli(
+        app,
+        "notice",
+        "add",
+        "--kind",
+        "article",
+        "--title",
+        "New article",
+        "--url",
+        "https://site.example/a",
+    ).output.strip()
+    created = _cli(
+        app,
+        "campaign",
+        "create",
+        "--subject",
+        "This week",
+        "--notices",
+        notice,
+        "--topics",
+        "article",
+    )
+    assert created.exit_code == 0, created.output
+    campaign_id = created.output.strip()
+
+    with running_worker(app):
+        started = _cli(app, "campaign", "start", campaign_id, "--wait")
+    assert started.exit_code == 0, started.output
+    assert "sending to 25 recipients" in started.output
+    assert len(inbox.messages) == 25
+
+    status = _cli(app, "campaign", "status", campaign_id, "--json")
+    counts = json.loads(status.output)
+    assert counts["status"] == "finished"
+    assert (counts["total"], counts["sent"], counts["failed"], counts["pending"]) == (25, 25, 0, 0)
+    human = _cli(app, "campaign", "status", campaign_id).output
+    assert "sent: 25" in human
+
+
+def test_campaign_commands_refuse_what_cannot_be_done(app, session):
+    notice = _cli(
+        app, "notice", "add", "--kind", "article", "--title", "A", "--url", "https://site.example/a"
+    ).output.strip()
+    assert (
+        "no notice with id 77"
+        in _cli(app, "campaign", "create", "--subject", "S", "--notices", f"{notice},77").output
+    )
+    assert (
+        "unknown topic podcast"
+        in _cli(
+            app, "campaign", "create", "--subject", "S", "--notices", notice, "--topics", "podcast"
+        ).output
+    )
+    campaign_id = _cli(
+        app,
+        "campaign",
+        "create",
+        "--subject",
+        "S",
+        "--notices",
+        notice,
+        "--at",
+        "2030-01-01T09:00:00+01:00",
+    ).output.strip()
+    assert session.get(Campaign, int(campaign_id)).status == "scheduled"
+    paused = _cli(app, "campaign", "pause", campaign_id)
+    assert paused.exit_code == 1 and "cannot pause a campaign that is scheduled" in paused.output
+    assert _cli(app, "campaign", "cancel", campaign_id).exit_code == 0
+    session.expire_all()
+    assert session.get(Campaign, int(campaign_id)).status == "cancelled"
+    assert "no campaign with id 999" in _cli(app, "campaign", "status", "999").output
