@@ -14,7 +14,7 @@ from alembic.config import Config
 from flask import current_app
 from flask.cli import FlaskGroup
 
-from mailer import campaigns, clock, create_app, db, notices, subscriptions
+from mailer import api_tokens, campaigns, clock, create_app, db, feeds, notices, subscriptions
 from mailer.errors import MailerError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -249,6 +249,61 @@ for _action in ("pause", "resume", "cancel", "resend-failed"):
             lambda campaign_id, _a=_action: _campaign_action(campaign_id, _a)
         )
     )
+
+
+@main.group("api-token")
+def api_token_group() -> None:
+    """Bearer tokens for the CMS API."""
+
+
+@api_token_group.command("create")
+@click.argument("name")
+def api_token_create(name: str) -> None:
+    """Create a token for NAME (who holds it, e.g. cms) and print it, this once only."""
+    session = db.get_session()
+    try:
+        token = api_tokens.create_token(session, name=name, now=clock.now())
+    except MailerError as error:
+        _fail(error)
+    session.commit()
+    click.echo(token)
+    click.echo("Store it now: only its hash is kept, so it cannot be shown again.", err=True)
+
+
+@main.group("feed")
+def feed_group() -> None:
+    """RSS and Atom feeds that notices are imported from."""
+
+
+@feed_group.command("add")
+@click.argument("url")
+@click.option("--kind", type=click.Choice(["article", "video", "webinar"]), required=True)
+def feed_add(url: str, kind: str) -> None:
+    """Poll URL for notices of KIND from now on; print the feed's id."""
+    session = db.get_session()
+    try:
+        feed_id = feeds.add_feed(session, url=url, kind=kind, now=clock.now())
+    except MailerError as error:
+        _fail(error)
+    session.commit()
+    click.echo(feed_id)
+
+
+@feed_group.command("poll")
+def feed_poll() -> None:
+    """Poll every feed now (beat does it every 15 minutes); fail if any feed did."""
+    results = feeds.poll_all(current_app.extensions["mailer.sessionmaker"], clock=clock.now)
+    for result in results:
+        outcome = (
+            f"failed: {result.error}"
+            if result.error
+            else f"{result.imported} imported, {result.skipped} skipped"
+        )
+        click.echo(f"feed {result.feed_id} {result.url}: {outcome}")
+    failed = sum(1 for result in results if result.error)
+    if failed:
+        # Every feed was polled all the same; the status is for cron and monitoring.
+        raise click.ClickException(f"{failed} of {len(results)} feeds failed")
 
 
 if __name__ == "__main__":

@@ -23,3 +23,11 @@ class InvalidNotice(MailerError):
 
 class InvalidCampaign(MailerError):
     """A campaign cannot be created or moved to the asked state; the message says why."""
+
+
+class InvalidFeed(MailerError):
+    """A feed cannot be added: its URL or kind is wrong, or it is there already."""
+
+
+class InvalidTokenName(MailerError):
+    """A token's name is empty or too long; the message says which."""

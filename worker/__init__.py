@@ -40,7 +40,11 @@ def celery_init_app(app: Flask) -> Celery:
         worker_prefetch_multiplier=1,
         broker_transport_options=_transport_options(settings.broker_url),
         task_default_queue="transactional",
-        task_routes={"mailer.send_batch": {"queue": "bulk"}},
+        # Confirmation mail must not wait behind a campaign or a slow feed.
+        task_routes={
+            "mailer.send_batch": {"queue": "bulk"},
+            "mailer.poll_feeds": {"queue": "bulk"},
+        },
         task_publish_retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
         beat_schedule=beat_schedule(),
         timezone="UTC",

@@ -15,4 +15,6 @@ def beat_schedule() -> dict[str, dict]:
         # Scheduled campaigns start here; a sending campaign whose task chain
         # was lost (a worker killed, a broker restart) is picked up again.
         "start-due-campaigns": {"task": "mailer.start_due_campaigns", "schedule": 30.0},
+        # New articles, videos and webinars from the site's RSS and Atom feeds.
+        "poll-feeds": {"task": "mailer.poll_feeds", "schedule": crontab(minute="*/15")},
     }

@@ -9,7 +9,7 @@ from datetime import timedelta
 from celery import shared_task
 from flask import current_app
 
-from mailer import campaigns, clock, db, delivery, mailing, subscriptions
+from mailer import campaigns, clock, db, delivery, feeds, mailing, subscriptions
 from mailer.digest import DigestRenderer
 from mailer.transport import TemporaryFailure
 
@@ -129,3 +129,10 @@ def start_due_campaigns() -> int:
     for campaign_id in due + campaigns.stalled_campaigns(session, now=now):
         start_sending(campaign_id)
     return len(due)
+
+
+@shared_task(name="mailer.poll_feeds")
+def poll_feeds() -> int:
+    """Import new entries of every feed; a broken feed is recorded on its row, not raised."""
+    results = feeds.poll_all(current_app.extensions["mailer.sessionmaker"], clock=clock.now)
+    return sum(result.imported for result in results)

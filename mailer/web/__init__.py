@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from mailer.compose import topic_phrase
-from mailer.web import health, public
+from mailer.web import api, health, public
 
 EMBED_ENDPOINTS = {"public.embed", "public.embed_thanks", "public.subscribe"}
 
@@ -29,6 +29,8 @@ def init_web(app: Flask) -> None:
     csrf = CSRFProtect(app)
     app.register_blueprint(public.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)  # bearer-token API: no cookies, so no cross-site forgery
     # The signup form checks its own CSRF token (the embedded form cannot carry one).
     csrf.exempt("mailer.web.public.subscribe")
 
