@@ -10,7 +10,7 @@ from sqlalchemy import exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from mailer.errors import InvalidCampaign
+from mailer.errors import CampaignNotFound, CampaignStateConflict, InvalidCampaign
 from mailer.models import (
     Campaign,
     CampaignNotice,
@@ -103,9 +103,9 @@ def create_campaign(
 def _get(session: Session, campaign_id: int, action: str) -> Campaign:
     campaign = session.get(Campaign, campaign_id, with_for_update=True)
     if campaign is None:
-        raise InvalidCampaign(f"no campaign with id {campaign_id}")
+        raise CampaignNotFound(f"no campaign with id {campaign_id}")
     if campaign.status not in ALLOWED[action]:
-        raise InvalidCampaign(f"cannot {action} a campaign that is {campaign.status}")
+        raise CampaignStateConflict(f"cannot {action} a campaign that is {campaign.status}")
     return campaign
 
 
@@ -190,7 +190,7 @@ def resend_failed(session: Session, campaign_id: int) -> int:
     """
     campaign = session.get(Campaign, campaign_id, with_for_update=True)
     if campaign is None:
-        raise InvalidCampaign(f"no campaign with id {campaign_id}")
+        raise CampaignNotFound(f"no campaign with id {campaign_id}")
     requeued = (
         session.execute(
             update(Delivery)
@@ -215,7 +215,7 @@ def progress(session: Session, campaign_id: int, *, now: datetime) -> Progress:
     """Counts per state from the Delivery ledger, the rate so far and the time left."""
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
-        raise InvalidCampaign(f"no campaign with id {campaign_id}")
+        raise CampaignNotFound(f"no campaign with id {campaign_id}")
     counts = dict(
         session.execute(
             select(Delivery.status, func.count())

@@ -25,6 +25,14 @@ class InvalidCampaign(MailerError):
     """A campaign cannot be created or moved to the asked state; the message says why."""
 
 
+class CampaignNotFound(InvalidCampaign):
+    """No campaign has that id."""
+
+
+class CampaignStateConflict(InvalidCampaign):
+    """The action does not apply in the campaign's current state (pause a draft, ...)."""
+
+
 class InvalidFeed(MailerError):
     """A feed cannot be added: its URL or kind is wrong, or it is there already."""
 

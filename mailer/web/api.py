@@ -10,9 +10,10 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from mailer import api_tokens, clock, db, notices
-from mailer.errors import InvalidNotice
+from mailer import api_tokens, campaigns, clock, db, notices
+from mailer.errors import CampaignNotFound, CampaignStateConflict, InvalidCampaign, InvalidNotice
 from mailer.models import Notice
+from worker import tasks
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 log = logging.getLogger("mailer.web.api")
@@ -55,6 +56,13 @@ def authenticate() -> Reply | None:
 @bp.errorhandler(InvalidNotice)
 def invalid_notice(error: InvalidNotice) -> Reply:
     return _error(400, str(error))
+
+
+@bp.errorhandler(InvalidCampaign)
+def invalid_campaign(error: InvalidCampaign) -> Reply:
+    if isinstance(error, CampaignNotFound):
+        return _error(404, str(error))
+    return _error(409 if isinstance(error, CampaignStateConflict) else 400, str(error))
 
 
 @bp.errorhandler(HTTPException)
@@ -154,3 +162,57 @@ def get_notice(notice_id: int) -> Reply:
     if notice is None:
         return _error(404, f"no notice with id {notice_id}")
     return jsonify(_as_json(notice)), 200
+
+
+@bp.post("/campaigns")
+def create_campaign() -> Reply:
+    """Create a draft (or, with send_at, a scheduled) campaign; 201 with its progress."""
+    payload = _payload()
+    if not isinstance(payload.get("notice_ids"), list) or not all(
+        isinstance(item, int) for item in payload["notice_ids"]
+    ):
+        raise InvalidCampaign("notice_ids must be a list of notice ids")
+    topics = payload.get("topics", [])
+    if not isinstance(topics, list) or not all(isinstance(item, str) for item in topics):
+        raise InvalidCampaign('topics must be a list such as ["article", "video"]')
+    session = db.get_session()
+    campaign_id = campaigns.create_campaign(
+        session,
+        subject=str(payload.get("subject", "")),
+        notice_ids=payload["notice_ids"],
+        topics=topics,
+        intro=str(payload.get("intro", "")),
+        send_at=_time("send_at", payload.get("send_at")),
+        now=clock.now(),
+    )
+    session.commit()
+    location = url_for("api.campaign_progress", campaign_id=campaign_id)
+    body = {
+        "id": campaign_id,
+        **campaigns.progress(session, campaign_id, now=clock.now()).as_dict(),
+    }
+    return jsonify(body), 201, {"Location": location}
+
+
+@bp.get("/campaigns/<int:campaign_id>")
+def campaign_progress(campaign_id: int) -> Reply:
+    """Counts per delivery state, rate and time left."""
+    state = campaigns.progress(db.get_session(), campaign_id, now=clock.now())
+    return jsonify({"id": campaign_id, **state.as_dict()}), 200
+
+
+@bp.post("/campaigns/<int:campaign_id>/<any(start, pause, resume, cancel):action>")
+def campaign_action(campaign_id: int, action: str) -> Reply:
+    """Start, pause, resume or cancel; 409 when the campaign's state does not allow it."""
+    session = db.get_session()
+    now = clock.now()
+    if action == "start":
+        campaigns.start_campaign(session, campaign_id, now=now)
+    elif action == "cancel":
+        campaigns.cancel_campaign(session, campaign_id, now=now)
+    else:
+        campaigns.set_paused(session, campaign_id, paused=action == "pause")
+    session.commit()  # commit before enqueueing: the workers must see the new state
+    if action in {"start", "resume"}:
+        tasks.start_sending(campaign_id)
+    return campaign_progress(campaign_id)
