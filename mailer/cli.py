@@ -14,8 +14,23 @@ from alembic.config import Config
 from flask import current_app
 from flask.cli import FlaskGroup
 
-from mailer import api_tokens, campaigns, clock, create_app, db, feeds, notices, subscriptions
+from mailer import (
+    addresses,
+    api_tokens,
+    campaigns,
+    clock,
+    create_app,
+    db,
+    delivery,
+    digest,
+    feeds,
+    notices,
+    subscriptions,
+)
+from mailer.digest import DigestRenderer
 from mailer.errors import MailerError
+from mailer.models import Campaign
+from mailer.transport import Outgoing
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -172,6 +187,49 @@ def campaign_create(
         _fail(error)
     session.commit()
     click.echo(campaign_id)
+
+
+def _sample(campaign_id: int, to: str) -> Outgoing:
+    settings = current_app.extensions["mailer.settings"]
+    composer = current_app.extensions["mailer.composer"]
+    with current_app.extensions["mailer.sessionmaker"]() as session:
+        if session.get(Campaign, campaign_id) is None:
+            raise click.ClickException(f"no campaign with id {campaign_id}")
+        renderer = delivery.load_renderer(
+            session,
+            campaign_id,
+            lambda campaign, items: DigestRenderer(
+                composer, campaign, items, site_time_zone=settings.site_time_zone
+            ),
+        )
+    outgoing = digest.sample(renderer, to=to, base_url=settings.base_url, now=clock.now())
+    if outgoing is None:
+        raise click.ClickException("none of the campaign's notices match its topics")
+    return outgoing
+
+
+@campaign_group.command("preview")
+@click.argument("campaign_id", type=int)
+@click.option("--text", is_flag=True, help="the plain-text part instead of the HTML")
+def campaign_preview(campaign_id: int, text: bool) -> None:
+    """Print the digest as a subscriber of all its topics sees it (HTML, or --text)."""
+    message = _sample(campaign_id, "preview@example.com").message
+    click.echo(message.get_body(("plain",) if text else ("html",)).get_content())
+
+
+@campaign_group.command("send-test")
+@click.argument("campaign_id", type=int)
+@click.option("--to", "address", required=True, help="your own address")
+def campaign_send_test(campaign_id: int, address: str) -> None:
+    """Send the digest once to ADDRESS, subject marked [Test], before starting the campaign."""
+    try:
+        address = addresses.normalise(address, check_deliverability=False)
+    except MailerError as error:
+        _fail(error)
+    [result] = current_app.extensions["mailer.transport"].send([_sample(campaign_id, address)])
+    if result.error is not None:
+        raise click.ClickException(f"the relay refused the test: {result.error}")
+    click.echo(f"test sent to {address} ({result.message_id})")
 
 
 def _progress(campaign_id: int) -> campaigns.Progress:

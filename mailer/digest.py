@@ -150,3 +150,18 @@ class DigestRenderer:
             now=now,
             attachments=variant.attachments,
         )
+
+
+def sample(renderer: DigestRenderer, *, to: str, base_url: str, now: datetime) -> Outgoing | None:
+    """The campaign as a subscriber of all its topics would get it: for previews and tests."""
+    recipient = Recipient(
+        email=to,
+        name="",
+        topics=tuple(sorted(renderer.campaign_topics)),
+        time_zone="",
+        preferences_url=f"{base_url}/preferences/preview-only",
+    )
+    outgoing = renderer.build(recipient, now=now)
+    if outgoing is not None:
+        outgoing.message.replace_header("Subject", f"[Test] {renderer.subject}")
+    return outgoing

@@ -148,3 +148,31 @@ def test_campaign_commands_refuse_what_cannot_be_done(app, session):
     session.expire_all()
     assert session.get(Campaign, int(campaign_id)).status == "cancelled"
     assert "no campaign with id 999" in _cli(app, "campaign", "status", "999").output
+
+
+def test_preview_and_send_test_before_starting(app, session, inbox):
+    notice = _cli(
+        app,
+        "notice",
+        "add",
+        "--kind",
+        "video",
+        "--title",
+        "Gentle stretches",
+        "--url",
+        "https://site.example/v",
+    ).output.strip()
+    campaign_id = _cli(
+        app, "campaign", "create", "--subject", "New video", "--notices", notice
+    ).output.strip()
+    html = _cli(app, "campaign", "preview", campaign_id)
+    assert html.exit_code == 0 and "Gentle stretches" in html.output and "<table" in html.output
+    text = _cli(app, "campaign", "preview", campaign_id, "--text")
+    assert "Watch: https://site.example/v" in text.output
+    sent = _cli(app, "campaign", "send-test", campaign_id, "--to", "Editor@Example.org")
+    assert sent.exit_code == 0, sent.output
+    [mail] = inbox.wait_for("editor@example.org")
+    assert mail.message["Subject"] == "[Test] New video"
+    assert session.get(Campaign, int(campaign_id)).status == "draft"  # nothing started
+    refused = _cli(app, "campaign", "send-test", campaign_id, "--to", "not-an-address")
+    assert refused.exit_code == 1 and "@-sign" in refused.output
