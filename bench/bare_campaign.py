@@ -27,7 +27,7 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from urllib.parse import urlsplit
 
 from mailer import create_app, delivery
-from mailer.digest import DigestRenderer, Recipient
+from mailer.digest import Recipient
 
 PREFERENCES = "@@bench-preferences@@"
 # The length of a real preferences link's token (itsdangerous, a 6-digit id).
@@ -41,11 +41,7 @@ def rendered(campaign_id: int) -> tuple[str, str, str, list[tuple[bytes, str, st
     composer = app.extensions["mailer.composer"]
     with app.extensions["mailer.sessionmaker"]() as session:
         renderer = delivery.load_renderer(
-            session,
-            campaign_id,
-            lambda campaign, notices: DigestRenderer(
-                composer, campaign, notices, site_time_zone=settings.site_time_zone
-            ),
+            session, campaign_id, composer, site_time_zone=settings.site_time_zone
         )
     probe = renderer.build(
         Recipient("probe@example.com", "", ("article", "video", "webinar"), "", PREFERENCES),

@@ -60,7 +60,6 @@ import os
 import platform
 import pstats
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -75,17 +74,22 @@ from typing import Any
 
 import psycopg
 import redis
+from services import (
+    REDIS_BASE,
+    database_url,
+    empty_redis,
+    free_port,
+    fresh_database,
+    redis_claim,
+)
 from sqlalchemy import insert, text
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_NAME = "mailer_bench_campaign"
-DATABASE_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_NAME}"
-REDIS_BASE = "redis://127.0.0.1:6379"
+DATABASE_URL = database_url(PG_NAME)
 # Claimed with the test suite's lock key (tests/conftest.py), first free one wins.
 REDIS_DBS = (13, 12, 11, 10, 9, 8)
-REDIS_LOCK = "mailer:test-run"
 TARGET_RATIO = 0.7
 TARGET_PLAN_SECONDS = 10.0
 PLAN_TARGET_SIZE = 1_000_000
@@ -201,55 +205,6 @@ def pg_backends() -> dict[int, float]:
 
 
 # --------------------------------------------------------------------------- services
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def redis_claim() -> Iterator[redis.Redis]:
-    """Take a free Redis database, emptied; empty it and let go of it afterwards."""
-    for number in REDIS_DBS:
-        client = redis.Redis.from_url(f"{REDIS_BASE}/{number}")
-        if client.set(REDIS_LOCK, f"bench-campaign {os.getpid()}", nx=True, ex=3600):
-            break
-        client.close()
-    else:
-        sys.exit(f"every Redis database in {REDIS_DBS} is held by a test run; try again later")
-    empty_redis(client)
-    try:
-        yield client
-    finally:
-        empty_redis(client)
-        client.delete(REDIS_LOCK)
-        client.close()
-
-
-def empty_redis(client: redis.Redis) -> None:
-    """Delete every key but the claim (FLUSHDB would drop the claim too)."""
-    for key in client.scan_iter(count=1000):
-        if key != REDIS_LOCK.encode():
-            client.unlink(key)
-
-
-@contextmanager
-def fresh_database() -> Iterator[psycopg.Connection]:
-    """Recreate the bench database from the migrations; drop it afterwards."""
-    from mailer.cli import upgrade
-
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{PG_NAME}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{PG_NAME}"')
-    try:
-        upgrade(DATABASE_URL)
-        with psycopg.connect(DATABASE_URL.replace("+psycopg", ""), autocommit=True) as db:
-            yield db
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{PG_NAME}" WITH (FORCE)')
 
 
 def mailer_env(database_url: str, broker_url: str, smtp_port: int = 25) -> dict[str, str]:
@@ -892,7 +847,6 @@ def run_profile(
 ) -> tuple[list[str], list[str]]:
     """The worker path in this process under cProfile: send_batch until the campaign is done."""
     from mailer import campaigns, delivery
-    from mailer.digest import DigestRenderer
 
     db.execute("TRUNCATE subscriber CASCADE")  # the profile's campaign goes to `size` only
     grow_pg(db, size)
@@ -910,12 +864,8 @@ def run_profile(
                 renderer = delivery.load_renderer(
                     session,
                     campaign_id,
-                    lambda campaign, notices: DigestRenderer(
-                        ext["mailer.composer"],
-                        campaign,
-                        notices,
-                        site_time_zone=settings.site_time_zone,
-                    ),
+                    ext["mailer.composer"],
+                    site_time_zone=settings.site_time_zone,
                 )
             profiler = cProfile.Profile()
             started = clock()
@@ -1154,8 +1104,8 @@ def main() -> None:
     wall = clock()
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mailer-campaign-")))
-        broker = stack.enter_context(redis_claim())
-        db = stack.enter_context(fresh_database())
+        broker = stack.enter_context(redis_claim(REDIS_DBS, "bench-campaign", ttl=3600))
+        db = stack.enter_context(fresh_database(PG_NAME))
         about, code = machine(db, broker), code_state()
         print(f"machine: {about}", flush=True)
         redis_db = broker.connection_pool.connection_kwargs["db"]

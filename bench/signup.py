@@ -45,17 +45,21 @@ from pathlib import Path
 
 import psycopg
 import redis
+from services import (
+    REDIS_BASE,
+    database_url,
+    free_port,
+    fresh_database,
+    redis_claim,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_NAME = "mailer_bench"
-DATABASE_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_NAME}"
-REDIS_BASE = "redis://127.0.0.1:6379"
+DATABASE_URL = database_url(PG_NAME)
 # Redis databases the bench may take, first free one wins. They are claimed with
 # the lock key the test suite uses (tests/conftest.py), so neither empties the other's.
 REDIS_DBS = (14, 12, 11, 10, 9, 8)
-REDIS_LOCK = "mailer:test-run"
 FORM_MIN_SECONDS = 3.0  # the app's default time trap, left on
 TARGET_RATIO = 0.5
 TARGET_P99_MS = 50.0
@@ -174,55 +178,6 @@ def children_cpu() -> float:
     """CPU seconds of the child processes that have ended (here: the wrk runs)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def redis_claim() -> Iterator[redis.Redis]:
-    """Take a free Redis database, emptied; empty it and let go of it afterwards."""
-    for number in REDIS_DBS:
-        client = redis.Redis.from_url(f"{REDIS_BASE}/{number}")
-        if client.set(REDIS_LOCK, f"bench {os.getpid()}", nx=True, ex=900):
-            break
-        client.close()
-    else:
-        sys.exit(f"every Redis database in {REDIS_DBS} is held by a test run; try again later")
-    empty_redis(client)
-    try:
-        yield client
-    finally:
-        empty_redis(client)
-        client.delete(REDIS_LOCK)
-        client.close()
-
-
-def empty_redis(client: redis.Redis) -> None:
-    """Delete every key but the claim (FLUSHDB would drop the claim too)."""
-    for key in client.scan_iter(count=1000):
-        if key != REDIS_LOCK.encode():
-            client.unlink(key)
-
-
-@contextmanager
-def fresh_database() -> Iterator[psycopg.Connection]:
-    """Recreate the bench database from the migrations; drop it afterwards."""
-    from mailer.cli import upgrade
-
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{PG_NAME}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{PG_NAME}"')
-    upgrade(DATABASE_URL)
-    try:
-        with psycopg.connect(DATABASE_URL.replace("+psycopg", ""), autocommit=True) as db:
-            yield db
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{PG_NAME}" WITH (FORCE)')
 
 
 @contextmanager
@@ -461,8 +416,8 @@ def main() -> None:
 
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mailer-bench-")))
-        broker = stack.enter_context(redis_claim())
-        db = stack.enter_context(fresh_database())
+        broker = stack.enter_context(redis_claim(REDIS_DBS, "bench", ttl=900))
+        db = stack.enter_context(fresh_database(PG_NAME))
         machine = versions(db, broker)
         redis_db = broker.connection_pool.connection_kwargs["db"]
         env = {

@@ -121,12 +121,6 @@ def audience(campaign: Campaign):
     )
 
 
-def count_audience(session: Session, topics: Sequence[str]) -> int:
-    """How many would receive a campaign to `topics` now (the compose page's live count)."""
-    probe = Campaign(topics=",".join(topics))
-    return session.scalar(select(func.count()).select_from(audience(probe).subquery())) or 0
-
-
 def start_campaign(session: Session, campaign_id: int, *, now: datetime) -> int:
     """Plan the deliveries in one INSERT ... SELECT and mark the campaign sending.
 

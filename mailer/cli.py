@@ -27,7 +27,6 @@ from mailer import (
     notices,
     subscriptions,
 )
-from mailer.digest import DigestRenderer
 from mailer.errors import MailerError
 from mailer.models import Campaign
 from mailer.transport import Outgoing
@@ -196,11 +195,7 @@ def _sample(campaign_id: int, to: str) -> Outgoing:
         if session.get(Campaign, campaign_id) is None:
             raise click.ClickException(f"no campaign with id {campaign_id}")
         renderer = delivery.load_renderer(
-            session,
-            campaign_id,
-            lambda campaign, items: DigestRenderer(
-                composer, campaign, items, site_time_zone=settings.site_time_zone
-            ),
+            session, campaign_id, composer, site_time_zone=settings.site_time_zone
         )
     outgoing = digest.sample(renderer, to=to, base_url=settings.base_url, now=clock.now())
     if outgoing is None:

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailer.compose import Composer
 from mailer.digest import DigestRenderer, Recipient
 from mailer.mailing import LinkMaker
 from mailer.models import (
@@ -137,9 +138,7 @@ def _recipients(
 
 
 def load_renderer(
-    session: Session,
-    campaign_id: int,
-    make: Callable[..., DigestRenderer],
+    session: Session, campaign_id: int, composer: Composer, *, site_time_zone: str
 ) -> DigestRenderer:
     """A renderer for the campaign, with its notices in the order the editor chose."""
     campaign = session.get_one(Campaign, campaign_id)
@@ -150,7 +149,7 @@ def load_renderer(
         .order_by(CampaignNotice.position)
     ).all()
     session.expunge_all()
-    return make(campaign, notices)
+    return DigestRenderer(composer, campaign, notices, site_time_zone=site_time_zone)
 
 
 def _campaign_state(session: Session | Connection, campaign_id: int) -> tuple[str, datetime | None]:

@@ -74,11 +74,7 @@ def _renderer(campaign_id: int) -> DigestRenderer:
         composer = current_app.extensions["mailer.composer"]
         with current_app.extensions["mailer.sessionmaker"]() as session:
             cache[campaign_id] = delivery.load_renderer(
-                session,
-                campaign_id,
-                lambda campaign, notices: DigestRenderer(
-                    composer, campaign, notices, site_time_zone=settings.site_time_zone
-                ),
+                session, campaign_id, composer, site_time_zone=settings.site_time_zone
             )
         while len(cache) > 8:  # a long-lived worker sees many campaigns
             cache.pop(next(iter(cache)))
