@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from mailer.errors import CaptchaUnavailable
 from mailer.models import MailKind, Suppression, TransactionalMail
+from mailer.suppression import LIFTED_BY_OPT_IN, address_hash
 
 # No address gets more than one confirmation-type mail an hour, three a day,
 # whatever the source: 20 signups for a victim's address from 20 IPs make one mail.
@@ -89,7 +90,13 @@ def _address_limits_query():
         TransactionalMail.email == bindparam("email"), TransactionalMail.kind.in_(LIMITED_KINDS)
     )
     return select(
-        select(Suppression.reason).where(Suppression.email == bindparam("email")).scalar_subquery(),
+        select(Suppression.reason)
+        .where(
+            Suppression.email_hash == bindparam("email_hash"),
+            # Whoever unsubscribed or was erased may come back through the form.
+            Suppression.reason.not_in(sorted(LIFTED_BY_OPT_IN)),
+        )
+        .scalar_subquery(),
         mails.where(TransactionalMail.created_at > bindparam("hour_ago")).scalar_subquery(),
         mails.where(TransactionalMail.created_at > bindparam("day_ago")).scalar_subquery(),
     )
@@ -104,6 +111,7 @@ def check_address_limits(session: Session, email: str, *, now: datetime) -> Verd
         ADDRESS_LIMITS,
         {
             "email": email,
+            "email_hash": address_hash(email),
             "hour_ago": now - timedelta(hours=1),
             "day_ago": now - timedelta(days=1),
         },

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailer import suppression
 from mailer.compose import Composer
 from mailer.digest import DigestRenderer, Recipient
 from mailer.mailing import LinkMaker
@@ -31,6 +32,7 @@ from mailer.models import (
     SubscriberStatus,
     SubscriberTopic,
     Suppression,
+    SuppressionReason,
 )
 from mailer.ratelimit import Bucket
 from mailer.tokens import Purpose
@@ -309,8 +311,7 @@ def _record(
                 .values(status=DeliveryStatus.FAILED)
             )
         for email in dict.fromkeys(suppress):
-            if session.scalar(select(Suppression.id).where(Suppression.email == email)) is None:
-                session.add(Suppression(email=email, reason="hard_bounce", created_at=now))
+            suppression.suppress(session, email, SuppressionReason.HARD_BOUNCE, now=now)
         if outcome.hold_seconds:
             session.execute(
                 update(Campaign)

@@ -44,12 +44,19 @@ class SubscriberStatus(enum.StrEnum):
     UNSUBSCRIBED = "unsubscribed"
 
 
+class Frequency(enum.StrEnum):
+    PUBLISHED = "published"  # each notice as it is published
+    WEEKLY = "weekly"  # one digest a week
+
+
 class MailKind(enum.StrEnum):
     """Transactional mails, one template pair each under templates/email/."""
 
     CONFIRM = "confirm"
     ALREADY_SUBSCRIBED = "already_subscribed"
     WELCOME = "welcome"
+    ADDRESS_CHANGE = "address_change"  # confirm a new address from the preferences page
+    PREFERENCES_LINK = "preferences_link"  # "email me a link" from the site
 
 
 class MailStatus(enum.StrEnum):
@@ -77,6 +84,14 @@ class Subscriber(Base):
     confirmed_at: Mapped[datetime | None]
     unsubscribed_at: Mapped[datetime | None]
     time_zone: Mapped[str] = mapped_column(String(64), default="")  # IANA name; "" = site's
+    frequency: Mapped[str] = mapped_column(_enum(Frequency), default=Frequency.PUBLISHED)
+    # Withdrawal of consent (GDPR Art. 7(3)): how, and from which campaign's mail.
+    unsubscribe_channel: Mapped[str] = mapped_column(String(20), default="")
+    unsubscribed_campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaign.id", ondelete="SET NULL")
+    )
+    # Soft bounces in a row; the third suppresses the address, a delivered mail resets it.
+    soft_bounces: Mapped[int] = mapped_column(default=0)
 
     topics: Mapped[list[SubscriberTopic]] = relationship(cascade="all, delete-orphan")
 
@@ -152,14 +167,26 @@ class TransactionalMail(Base):
     __table_args__ = (Index("ix_transactional_mail_email_created_at", "email", "created_at"),)
 
 
+class SuppressionReason(enum.StrEnum):
+    NOT_ME = "not_me"  # "this wasn't me" on a confirmation mail
+    UNSUBSCRIBED = "unsubscribed"
+    HARD_BOUNCE = "hard_bounce"
+    SOFT_BOUNCES = "soft_bounces"  # three soft bounces in a row
+    COMPLAINT = "complaint"  # marked as spam (ARF report)
+    ERASED = "erased"  # personal data erased on request: only the hash is kept
+    ADMIN = "admin"
+
+
 class Suppression(Base):
-    """An address that must get no further mail ("this wasn't me", bounces, erasure)."""
+    """An address that must get no further list mail; see mailer.suppression."""
 
     __tablename__ = "suppression"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(String(320), unique=True)
-    reason: Mapped[str] = mapped_column(String(40))
+    # NULL once erased: then only the SHA-256 of the address remains.
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(_enum(SuppressionReason))
     created_at: Mapped[datetime]
 
 
@@ -239,6 +266,7 @@ class DeliveryStatus(enum.StrEnum):
     SENT = "sent"
     FAILED = "failed"
     SKIPPED = "skipped"  # nothing for this reader (no notice of their topics), or left
+    BOUNCED = "bounced"  # accepted by the relay, then reported undeliverable (DSN)
 
 
 class Delivery(Base):
@@ -296,3 +324,36 @@ class Feed(Base):
     last_polled_at: Mapped[datetime | None]
     last_error: Mapped[str] = mapped_column(Text, default="")
     imported_count: Mapped[int] = mapped_column(default=0)
+
+
+class AdminRole(enum.StrEnum):
+    EDITOR = "editor"  # notices and campaigns
+    ADMIN = "admin"  # also subscribers, settings and accounts
+
+
+class AdminUser(Base):
+    """A person who works in the admin console; the password is stored as an argon2 hash."""
+
+    __tablename__ = "admin_user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(_enum(AdminRole), default=AdminRole.EDITOR)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime]
+    last_login_at: Mapped[datetime | None]
+
+
+class AuditEntry(Base):
+    """One admin action: who did what to which thing, and when."""
+
+    __tablename__ = "audit_entry"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    admin_id: Mapped[int | None] = mapped_column(ForeignKey("admin_user.id", ondelete="SET NULL"))
+    actor: Mapped[str] = mapped_column(String(320))  # kept when the account is deleted
+    action: Mapped[str] = mapped_column(String(60))  # e.g. "campaign.start"
+    target: Mapped[str] = mapped_column(String(200), default="")  # e.g. "campaign 12"
+    detail: Mapped[str] = mapped_column(Text, default="")

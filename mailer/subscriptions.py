@@ -11,20 +11,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import ModuleType
 
-from sqlalchemy import Executable, bindparam, case, delete, insert, select
+from sqlalchemy import Executable, bindparam, case, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from mailer import antispam
+from mailer import antispam, suppression
 from mailer.errors import InvalidToken
 from mailer.models import (
+    Campaign,
     Consent,
     MailKind,
     MailStatus,
     Subscriber,
     SubscriberStatus,
     SubscriberTopic,
-    Suppression,
+    SuppressionReason,
     Topic,
     TransactionalMail,
 )
@@ -208,6 +209,7 @@ def confirm(
         return ConfirmOutcome(newly_confirmed=False)
 
     consent.confirmed_at, consent.confirmed_ip = now, ip
+    suppression.lift(session, subscriber.email)  # back after unsubscribing or erasure
     subscriber.status = SubscriberStatus.CONFIRMED
     subscriber.confirmed_at, subscriber.unsubscribed_at = now, None
     subscriber.topics = [SubscriberTopic(topic=topic) for topic in consent.topic_list]
@@ -237,8 +239,7 @@ def cancel_signup(session: Session, consent_id: int, *, now: datetime) -> bool:
     subscriber = session.get_one(Subscriber, consent.subscriber_id)
     if subscriber.status == SubscriberStatus.CONFIRMED:
         return False
-    if session.scalar(select(Suppression.id).where(Suppression.email == subscriber.email)) is None:
-        session.add(Suppression(email=subscriber.email, reason="not_me", created_at=now))
+    suppression.suppress(session, subscriber.email, SuppressionReason.NOT_ME, now=now)
     if subscriber.status == SubscriberStatus.PENDING:
         session.delete(subscriber)  # its consents and topics go with it
     else:
@@ -275,12 +276,29 @@ def update_preferences(session: Session, subscriber_id: int, *, topics: Sequence
     session.flush()
 
 
-def unsubscribe(session: Session, subscriber_id: int, *, now: datetime) -> None:
-    """Take the subscriber off every list, harmlessly when repeated; coming back needs opt-in."""
-    subscriber = session.get(Subscriber, subscriber_id)
+def unsubscribe(
+    session: Session,
+    subscriber_id: int,
+    *,
+    now: datetime,
+    channel: str,
+    campaign_id: int | None = None,
+) -> bool:
+    """Take the subscriber off every list, at once and for every send under way.
+
+    `channel` records how (one-click, page, mailto, admin) for the consent
+    record; `campaign_id` which mail it came from, for the campaign report.
+    Harmless when repeated (returns False); coming back needs a new opt-in.
+    """
+    subscriber = session.get(Subscriber, subscriber_id, with_for_update=True)
     if subscriber is None:
-        raise InvalidToken("preferences")
-    if subscriber.status != SubscriberStatus.UNSUBSCRIBED:
-        subscriber.status = SubscriberStatus.UNSUBSCRIBED
-        subscriber.unsubscribed_at = now
+        raise InvalidToken("unsubscribe")
+    suppression.suppress(session, subscriber.email, SuppressionReason.UNSUBSCRIBED, now=now)
+    if subscriber.status == SubscriberStatus.UNSUBSCRIBED:
+        return False
+    subscriber.status = SubscriberStatus.UNSUBSCRIBED
+    subscriber.unsubscribed_at, subscriber.unsubscribe_channel = now, channel
+    if campaign_id and session.get(Campaign, campaign_id) is not None:
+        subscriber.unsubscribed_campaign_id = campaign_id
     session.flush()
+    return True

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from mailer import campaigns, clock, notices
-from mailer.models import Campaign, Delivery, Suppression
+from mailer import campaigns, clock, notices, suppression
+from mailer.models import Campaign, Delivery, Suppression, SuppressionReason
 from tests.conftest import running_worker
 from tests.helpers import add_confirmed, text_part, wait_until
 from worker import tasks
@@ -90,10 +90,8 @@ def test_each_recipient_gets_one_mail_with_only_their_topics(campaign_app, sessi
         add_confirmed(session, f"video{number}@example.org", ("video",), time_zone="Asia/Tokyo")
     add_confirmed(session, "webinar-only@example.org", ("webinar",))
     add_confirmed(session, "leaver@example.org", ("article",))
-    session.execute(
-        Suppression.__table__.insert().values(
-            email="leaver@example.org", reason="unsubscribed", created_at=clock.now()
-        )
+    suppression.suppress(
+        session, "leaver@example.org", SuppressionReason.UNSUBSCRIBED, now=clock.now()
     )
     session.commit()
 

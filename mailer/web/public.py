@@ -211,6 +211,6 @@ def preferences(token: str):
 def unsubscribe(token: str) -> Response:
     subscriber_id = _read(tokens.Purpose.PREFERENCES, token)
     session = db.get_session()
-    subscriptions.unsubscribe(session, subscriber_id, now=clock.now())
+    subscriptions.unsubscribe(session, subscriber_id, now=clock.now(), channel="page")
     session.commit()
     return redirect(url_for("public.preferences", token=token))
