@@ -1,0 +1,52 @@
+"""The `mailer` command: a Flask CLI group with the app's settings; one module per subject."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from alembic import command
+from alembic.config import Config
+from flask.cli import FlaskGroup
+
+from mailer import create_app
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def alembic_config(database_url: str) -> Config:
+    """Alembic's configuration, built in code: no alembic.ini to keep in step."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Migrate the database at `database_url` to `revision`."""
+    if database_url.startswith("sqlite:///") and not database_url.startswith("sqlite:////"):
+        Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(database_url), revision)
+
+
+@click.group(cls=FlaskGroup, create_app=create_app, add_default_commands=False)
+def main() -> None:
+    """mailer: newsletter and notice service."""
+
+
+def _register() -> None:
+    # Imported here: the command modules import alembic_config/upgrade from this one.
+    from mailer.cli import campaigns, housekeeping, notices
+
+    for group in (
+        housekeeping.db_group,
+        housekeeping.purge,
+        notices.notice_group,
+        notices.api_token_group,
+        notices.feed_group,
+        campaigns.campaign_group,
+    ):
+        main.add_command(group)
+
+
+_register()
