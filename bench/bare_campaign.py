@@ -30,6 +30,7 @@ from mailer import create_app, delivery
 from mailer.digest import Recipient
 
 PREFERENCES = "@@bench-preferences@@"
+UNSUBSCRIBE = "@@bench-unsubscribe@@"
 # The length of a real preferences link's token (itsdangerous, a 6-digit id).
 TOKEN = "MTIzNDU2.aQx1Zw.Yl3iK0rHq2bS5mQ8vT1nW4pX7eA"
 
@@ -44,7 +45,15 @@ def rendered(campaign_id: int) -> tuple[str, str, str, list[tuple[bytes, str, st
             session, campaign_id, composer, site_time_zone=settings.site_time_zone
         )
     probe = renderer.build(
-        Recipient("probe@example.com", "", ("article", "video", "webinar"), "", PREFERENCES),
+        Recipient(
+            "probe@example.com",
+            "",
+            ("article", "video", "webinar"),
+            "",
+            PREFERENCES,
+            UNSUBSCRIBE,
+            "mailto:probe@example.com",
+        ),
         now=datetime.now(UTC),
     )
     assert probe is not None
@@ -78,14 +87,22 @@ def main() -> None:
     for number in range(first, first + count):
         email = f"bare-{number}@example.com"
         link = f"{base_url}/preferences/{TOKEN}"
-        message = EmailMessage(policy=policy.SMTP)
+        unsubscribe = f"{base_url}/u/{number}-0-abcdefghijklmnop"
+        # The same headers as mailer's list mail; a 998 line limit keeps the URLs unencoded.
+        message = EmailMessage(policy=policy.SMTP.clone(max_line_length=998))
         message["To"] = Address(addr_spec=email)
         message["From"] = Address(display_name=name, addr_spec=sender)
         message["Subject"] = subject
         message["Date"] = format_datetime(datetime.now(UTC))
         message["Message-ID"] = make_msgid(domain=domain)
-        message.set_content(text.replace(PREFERENCES, link))
-        message.add_alternative(html.replace(PREFERENCES, link), subtype="html")
+        message["List-Unsubscribe"] = f"<{unsubscribe}>, <mailto:unsubscribe+x@{domain}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        message["List-Id"] = f"<notices.{domain}>"
+        message["List-Post"] = "NO"
+        message.set_content(text.replace(PREFERENCES, link).replace(UNSUBSCRIBE, unsubscribe))
+        message.add_alternative(
+            html.replace(PREFERENCES, link).replace(UNSUBSCRIBE, unsubscribe), subtype="html"
+        )
         for data, maintype, subtype, filename in attachments:
             message.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
         connection.send_message(message, from_addr=sender, to_addrs=[email])

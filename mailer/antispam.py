@@ -25,7 +25,12 @@ from mailer.suppression import LIFTED_BY_OPT_IN, address_hash
 # whatever the source: 20 signups for a victim's address from 20 IPs make one mail.
 MAILS_PER_HOUR = 1
 MAILS_PER_DAY = 3
-LIMITED_KINDS = (MailKind.CONFIRM, MailKind.ALREADY_SUBSCRIBED)
+LIMITED_KINDS = (
+    MailKind.CONFIRM,
+    MailKind.ALREADY_SUBSCRIBED,
+    MailKind.ADDRESS_CHANGE,
+    MailKind.PREFERENCES_LINK,
+)
 
 CAPTCHA_VERIFY_URLS = {
     "turnstile": "https://challenges.cloudflare.com/turnstile/v0/siteverify",

@@ -8,6 +8,7 @@ from datetime import datetime
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import Policy
 from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 
@@ -25,6 +26,33 @@ class Attachment:
     subtype: str
     filename: str
 
+
+class UnfoldedHeader(str):
+    """A header value written as given, one comma-separated item per line.
+
+    The email package RFC 2047-encodes any header word longer than the line
+    limit, which turns a long signed URL in List-Unsubscribe into
+    `=?utf-8?q?=3Chttps=3A//...` that no client follows. A value with a
+    `name` and a `fold` method is taken as a header object and folded by us
+    (email.policy.EmailPolicy.header_store_parse / fold).
+    """
+
+    name: str
+
+    def __new__(cls, name: str, value: str) -> UnfoldedHeader:
+        if "\r" in value or "\n" in value or not value.isascii():
+            raise ValueError(f"{name}: header value must be one line of ASCII")
+        header = super().__new__(cls, value)
+        header.name = name
+        return header
+
+    def fold(self, *, policy: Policy) -> str:
+        items = [item.strip() for item in self.split(",")] if self.startswith("<") else [self]
+        return f"{self.name}: " + f",{policy.linesep} ".join(items) + policy.linesep
+
+
+# Headers whose value is a list of <URL>s (RFC 2369): never encoded, folded between items.
+UNFOLDED = frozenset({"List-Unsubscribe", "List-Help", "List-Subscribe", "List-Archive"})
 
 PLURALS = {"article": "articles", "video": "videos", "webinar": "webinars"}
 
@@ -73,6 +101,7 @@ class Composer:
         context: Mapping[str, object],
         now: datetime,
         headers: Mapping[str, str] | None = None,
+        return_path: str | None = None,
     ) -> Outgoing:
         """A multipart/alternative message (text first, HTML last: RFC 2046 §5.1.4).
 
@@ -80,7 +109,15 @@ class Composer:
         non-ASCII display names and refuses CR/LF, so no field can add a header.
         """
         text, html = self.render(name, context)
-        return self.assemble(to=to, subject=subject, text=text, html=html, now=now, headers=headers)
+        return self.assemble(
+            to=to,
+            subject=subject,
+            text=text,
+            html=html,
+            now=now,
+            headers=headers,
+            return_path=return_path,
+        )
 
     def assemble(
         self,
@@ -92,8 +129,13 @@ class Composer:
         now: datetime,
         headers: Mapping[str, str] | None = None,
         attachments: Sequence[Attachment] = (),
+        return_path: str | None = None,
     ) -> Outgoing:
-        """The message from already rendered parts (campaigns render once per audience)."""
+        """The message from already rendered parts (campaigns render once per audience).
+
+        `return_path` is the envelope sender (MAIL FROM), where bounces go;
+        by default the From address.
+        """
         recipient = to if to.isascii() else envelope_form(to)  # skip the IDNA work when ASCII
         if recipient.isascii():
             message = EmailMessage(policy=policy.SMTP)
@@ -109,9 +151,11 @@ class Composer:
         message["Date"] = format_datetime(now)
         message["Message-ID"] = make_msgid(domain=self.sender_domain)
         for key, value in (headers or {}).items():
-            message[key] = value
-        message.set_content(text)
-        message.add_alternative(html, subtype="html")
+            message[key] = UnfoldedHeader(key, value) if key in UNFOLDED else value
+        # Quoted-printable, never 8bit: a relay that downgrades 8bit to 7bit on
+        # the way would break the DKIM body hash (RFC 6376 §5.3).
+        message.set_content(text, cte="quoted-printable")
+        message.add_alternative(html, subtype="html", cte="quoted-printable")
         for attachment in attachments:  # turns the message into multipart/mixed
             message.add_attachment(
                 attachment.data,
@@ -119,4 +163,4 @@ class Composer:
                 subtype=attachment.subtype,
                 filename=attachment.filename,
             )
-        return Outgoing(message, mail_from=self.sender.addr_spec, rcpt_to=recipient)
+        return Outgoing(message, mail_from=return_path or self.sender.addr_spec, rcpt_to=recipient)

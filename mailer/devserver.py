@@ -18,6 +18,7 @@ from pathlib import Path
 
 VAR = Path("var")
 HOST, PORT = os.environ.get("MAILER_HOST", "127.0.0.1"), os.environ.get("PORT", "8000")
+ADMIN_EMAIL = "admin@localhost"
 
 
 def _secret_key() -> str:
@@ -46,6 +47,53 @@ def _environment() -> dict[str, str]:
     for key, value in defaults.items():
         env.setdefault(key, value)
     return env
+
+
+def _first_admin(env: dict[str, str]) -> str | None:
+    """Make an admin account on the first start; return its password while it still works.
+
+    The password is kept in var/admin-password (like the secret key) so that
+    every start can print the login; once it is changed, it is not printed.
+    """
+    from sqlalchemy.orm import Session
+
+    from mailer import admins, clock, db
+
+    path = VAR / "admin-password"
+    engine = db.make_engine(env["MAILER_DATABASE_URL"])
+    try:
+        with Session(engine) as session:
+            if admins.list_admins(session):
+                known = path.read_text().strip() if path.exists() else ""
+                return (
+                    known
+                    if known and admins.password_matches(session, ADMIN_EMAIL, known)
+                    else None
+                )
+            password = path.read_text().strip() if path.exists() else secrets.token_urlsafe(15)
+            admins.create_admin(session, ADMIN_EMAIL, password, "admin", clock.now())
+            admins.audit(
+                session, "make run", "account.create", ADMIN_EMAIL, "role admin", now=clock.now()
+            )
+            session.commit()
+    finally:
+        engine.dispose()
+    path.touch(mode=0o600)
+    path.write_text(password)
+    return password
+
+
+def _login_lines(base_url: str, password: str | None) -> str:
+    more = (
+        "  more accounts: .venv/bin/python -m mailer.devserver admin create EMAIL [--role admin]\n"
+    )
+    if password is None:
+        return f"  admin console: {base_url}/admin/ (log in with your account)\n{more}"
+    return (
+        f"  admin console: {base_url}/admin/ (its Outbox page shows the mail)\n"
+        f"  log in as:     {ADMIN_EMAIL}  password: {password}  (kept in var/admin-password)\n"
+        f"{more}"
+    )
 
 
 def _processes(env: dict[str, str]) -> dict[str, list[str]]:
@@ -104,7 +152,10 @@ def main() -> int:
     """Migrate, start the three processes, print where to look, and wait for Ctrl-C."""
     VAR.mkdir(exist_ok=True)
     env = _environment()
+    if len(sys.argv) > 1:  # any `mailer` command against this setup, e.g. `admin create EMAIL`
+        return subprocess.call([sys.executable, "-m", "mailer.cli", *sys.argv[1:]], env=env)
     subprocess.run([sys.executable, "-m", "mailer.cli", "db", "upgrade"], env=env, check=True)
+    password = _first_admin(env)
     children = {name: subprocess.Popen(argv, env=env) for name, argv in _processes(env).items()}
     stopping = False
 
@@ -121,7 +172,7 @@ def main() -> int:
         f"  embeddable:    {env['MAILER_BASE_URL']}/embed\n"
         f"  mail lands in: {env['MAILER_SMTP_URL'].removeprefix('outbox:')}/ (one .eml a message)\n"
         f"  health:        {env['MAILER_BASE_URL']}/healthz\n"
-        "  (the admin console and its login arrive with the admin issue)\n"
+        f"{_login_lines(env['MAILER_BASE_URL'], password)}"
         "  Press Ctrl-C to stop web, worker and scheduler.\n",
         flush=True,
     )

@@ -12,6 +12,7 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.utils import formataddr
 from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event
@@ -21,6 +22,7 @@ from mailer.models import Campaign, Notice
 from mailer.transport import Outgoing
 
 GREETING, PREFERENCES = "@@mailer-greeting@@", "@@mailer-preferences@@"
+UNSUBSCRIBE = "@@mailer-unsubscribe@@"
 KIND_LABELS = {"article": "New article", "video": "New video", "webinar": "Webinar"}
 
 
@@ -33,6 +35,8 @@ class Recipient:
     topics: tuple[str, ...]
     time_zone: str
     preferences_url: str
+    unsubscribe_url: str  # one-click (RFC 8058), also the footer link
+    unsubscribe_mailto: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +82,16 @@ class DigestRenderer:
         site_time_zone: str = "UTC",
     ) -> None:
         self.composer = composer
+        self.campaign_id = campaign.id
         self.subject = campaign.subject
         self.intro = campaign.intro
         self.campaign_topics = set(campaign.topic_list)
         self.notices = list(notices)
         self.site_zone = site_time_zone
         self._variants: dict[tuple[tuple[str, ...], str], _Variant | None] = {}
+        site_name = str(composer.defaults.get("site_name", ""))
+        # One list for everything the site sends: unsubscribing leaves all of it.
+        self.list_id = formataddr((site_name, f"notices.{composer.sender_domain}"))
 
     def _variant(self, topics: tuple[str, ...], zone_name: str) -> _Variant | None:
         key = (topics, zone_name)
@@ -121,6 +129,7 @@ class DigestRenderer:
                 "notices": items,
                 "topics": [topic for topic in ("article", "video", "webinar") if topic in wanted],
                 "preferences_url": PREFERENCES,
+                "unsubscribe_url": UNSUBSCRIBE,
                 "preheader": chosen[0].title,
             },
         )
@@ -132,34 +141,56 @@ class DigestRenderer:
         )
         return _Variant(text, html_part, attachments)
 
-    def build(self, recipient: Recipient, *, now: datetime) -> Outgoing | None:
-        """The recipient's message, or None when no notice matches their topics."""
+    def build(
+        self, recipient: Recipient, *, now: datetime, return_path: str | None = None
+    ) -> Outgoing | None:
+        """The recipient's message, or None when no notice matches their topics.
+
+        List mail carries the RFC 2369/8058 headers: List-Unsubscribe (the
+        https URL, then mailto), List-Unsubscribe-Post, List-Id, List-Post: NO.
+        """
         variant = self._variant(recipient.topics, recipient.time_zone)
         if variant is None:
             return None
         greeting = f"Hello {recipient.name}," if recipient.name else "Hello,"
+        personal = {PREFERENCES: recipient.preferences_url, UNSUBSCRIBE: recipient.unsubscribe_url}
+        text, html_part = (
+            variant.text.replace(GREETING, greeting),
+            variant.html.replace(GREETING, html.escape(greeting)),
+        )
+        for placeholder, url in personal.items():  # signed URLs: URL-safe, nothing to escape
+            text, html_part = text.replace(placeholder, url), html_part.replace(placeholder, url)
         return self.composer.assemble(
             to=recipient.email,
             subject=self.subject,
-            text=variant.text.replace(GREETING, greeting).replace(
-                PREFERENCES, recipient.preferences_url
-            ),
-            html=variant.html.replace(GREETING, html.escape(greeting)).replace(
-                PREFERENCES, recipient.preferences_url
-            ),
+            text=text,
+            html=html_part,
             now=now,
             attachments=variant.attachments,
+            headers={
+                "List-Unsubscribe": f"<{recipient.unsubscribe_url}>, "
+                f"<{recipient.unsubscribe_mailto}>",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                "List-Id": self.list_id,
+                "List-Post": "NO",  # announce-only (RFC 2369 §3.4)
+            },
+            return_path=return_path,
         )
 
 
 def sample(renderer: DigestRenderer, *, to: str, base_url: str, now: datetime) -> Outgoing | None:
-    """The campaign as a subscriber of all its topics would get it: for previews and tests."""
+    """The campaign as a subscriber of all its topics would get it: for previews and tests.
+
+    Its links lead to a "preview only" page: a test mail must not unsubscribe anyone.
+    """
     recipient = Recipient(
         email=to,
         name="",
         topics=tuple(sorted(renderer.campaign_topics)),
         time_zone="",
         preferences_url=f"{base_url}/preferences/preview-only",
+        unsubscribe_url=f"{base_url}/u/preview-only",
+        unsubscribe_mailto=f"mailto:{renderer.composer.sender.addr_spec}?subject=preview-only",
     )
     outgoing = renderer.build(recipient, now=now)
     if outgoing is not None:

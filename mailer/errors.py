@@ -39,3 +39,22 @@ class InvalidFeed(MailerError):
 
 class InvalidTokenName(MailerError):
     """A token's name is empty or too long; the message says which."""
+
+
+class SubscriberNotFound(MailerError):
+    """No subscriber has that id or address."""
+
+    def __str__(self) -> str:
+        return f"no subscriber {self.args[0]}"
+
+
+class AddressChangeRefused(MailerError):
+    """A new address cannot replace the old one; the message is fit to show the reader."""
+
+
+class InvalidImportFile(MailerError):
+    """The file cannot be read as the import's CSV; nothing was imported. Says why."""
+
+
+class InvalidFilter(MailerError):
+    """A state or topic that does not exist; the message names it."""

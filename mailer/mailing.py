@@ -18,18 +18,39 @@ SUBJECTS = {
     MailKind.CONFIRM: "Please confirm your subscription to {site}",
     MailKind.ALREADY_SUBSCRIBED: "You are already subscribed to {site}",
     MailKind.WELCOME: "Welcome to {site}",
+    MailKind.ADDRESS_CHANGE: "Please confirm your new address for {site}",
+    MailKind.PREFERENCES_LINK: "Your preferences link for {site}",
 }
 
 
 @dataclass(frozen=True, slots=True)
 class LinkMaker:
-    """Builds the absolute, signed links that go into mail."""
+    """Builds the absolute, signed links and the token addresses that go into mail."""
 
     base_url: str
     secret_key: str
+    mail_domain: str = "localhost"  # the From domain: VERP and mailto-unsubscribe addresses
 
     def url(self, path: str, purpose: tokens.Purpose, subject_id: int) -> str:
         return f"{self.base_url}/{path}/{tokens.make(self.secret_key, purpose, subject_id)}"
+
+    def unsubscribe_token(self, subscriber_id: int, campaign_id: int | None) -> str:
+        return tokens.make_compact(
+            self.secret_key, tokens.Purpose.UNSUBSCRIBE, subscriber_id, campaign_id or 0
+        )
+
+    def unsubscribe_url(self, subscriber_id: int, campaign_id: int | None) -> str:
+        """The one-click URL (RFC 8058): GET shows a page, POST unsubscribes."""
+        return f"{self.base_url}/u/{self.unsubscribe_token(subscriber_id, campaign_id)}"
+
+    def unsubscribe_mailto(self, subscriber_id: int, campaign_id: int | None) -> str:
+        token = self.unsubscribe_token(subscriber_id, campaign_id)
+        return f"mailto:unsubscribe+{token}@{self.mail_domain}?subject=unsubscribe"
+
+    def return_path(self, purpose: tokens.Purpose, subject_id: int) -> str:
+        """The VERP envelope sender: a bounce names the mail it is about by its address."""
+        token = tokens.make_compact(self.secret_key, purpose, subject_id)
+        return f"bounce+{token}@{self.mail_domain}"
 
 
 def _context(
@@ -44,6 +65,12 @@ def _context(
             "not_me_url": links.url("not-me", tokens.Purpose.NOT_ME, consent.id),
             "topics": consent.topic_list,
         }
+    if mail.kind == MailKind.ADDRESS_CHANGE:
+        # Sent to the new address: its link proves the reader holds that mailbox.
+        token = tokens.make_value(
+            links.secret_key, tokens.Purpose.ADDRESS_CHANGE, [subscriber.id, mail.email]
+        )
+        return {"confirm_url": f"{links.base_url}/change-address/{token}"}
     return {
         "name": subscriber.name,
         "topics": subscriber.topic_names,
@@ -83,6 +110,7 @@ def send_transactional(
             context=_context(session, mail, subscriber, links),
             now=now,
             headers={"Auto-Submitted": "auto-generated"},  # RFC 3834: no auto-replies, please
+            return_path=links.return_path(tokens.Purpose.BOUNCE_MAIL, mail.id),
         )
     except (ValueError, MessageError) as error:  # a mail that cannot be built never will be
         mail.status, mail.last_error = MailStatus.FAILED, f"cannot compose: {error}"

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailer.errors import InvalidNotice
-from mailer.models import Notice, NoticeKind
+from mailer.models import CampaignNotice, Notice, NoticeKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,3 +116,38 @@ def known_guids(session: Session, guids: list[str]) -> set[str]:
     if not guids:
         return set()
     return set(session.scalars(select(Notice.guid).where(Notice.guid.in_(guids))))
+
+
+def update_notice(session: Session, notice_id: int, draft: NoticeDraft) -> None:
+    """Check and store new values for a notice (from the admin console). Raises InvalidNotice.
+
+    Campaigns already sent keep their mails as they were; a campaign still to
+    send uses the notice as it is when it starts.
+    """
+    notice = session.get(Notice, notice_id)
+    if notice is None:
+        raise InvalidNotice(f"no notice with id {notice_id}")
+    draft = check(draft)
+    notice.kind, notice.title, notice.url = draft.kind, draft.title, draft.url
+    notice.summary, notice.image_url = draft.summary, draft.image_url
+    notice.published_at = draft.published_at or notice.published_at
+    notice.starts_at, notice.duration_minutes = draft.starts_at, draft.duration_minutes
+    notice.time_zone, notice.join_url = draft.time_zone, draft.join_url
+    session.flush()
+
+
+def delete_notice(session: Session, notice_id: int) -> None:
+    """Delete a notice no campaign uses; one in a campaign stays, so its report stays whole."""
+    notice = session.get(Notice, notice_id)
+    if notice is None:
+        raise InvalidNotice(f"no notice with id {notice_id}")
+    used_by = session.scalars(
+        select(CampaignNotice.campaign_id)
+        .where(CampaignNotice.notice_id == notice_id)
+        .order_by(CampaignNotice.campaign_id)
+    ).all()
+    if used_by:
+        campaigns = ", ".join(str(campaign_id) for campaign_id in used_by)
+        raise InvalidNotice(f"notice {notice_id} is part of campaign {campaigns}: it cannot go")
+    session.delete(notice)
+    session.flush()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import struct
 import threading
 import time
+from pathlib import Path
 from typing import Protocol
 
 import redis
@@ -47,7 +51,7 @@ class RedisBucket:
 
 
 class LocalBucket:
-    """The same bucket in one process, for the embedded default (one worker process)."""
+    """The same bucket in one process, for brokers with nowhere to share it (e.g. memory://)."""
 
     def __init__(self, *, rate: float) -> None:
         self.rate, self.burst = rate, max(1.0, rate / 10)
@@ -67,15 +71,69 @@ class LocalBucket:
             time.sleep(wait)
 
 
+class FileBucket:
+    """The bucket in a 16-byte file under an exclusive flock: one rate for every process.
+
+    For the embedded default, whose worker forks pool processes (and `make
+    run` may start more than one worker) with no Redis to share a bucket in.
+    The clock is CLOCK_MONOTONIC, which all processes on a machine share.
+    """
+
+    STATE = struct.Struct("<dd")  # tokens, monotonic time they were counted at
+
+    def __init__(self, path: Path, *, rate: float) -> None:
+        self.path, self.rate, self.burst = path, rate, max(1.0, rate / 10)
+        self.threads = threading.Lock()  # flock does not exclude threads sharing a descriptor
+        self.fd, self.pid = -1, 0
+
+    def _descriptor(self) -> int:
+        # Opened per process: a descriptor inherited across fork shares its
+        # flock with the parent, so pool children would not exclude each other.
+        if self.pid != os.getpid():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.fd, self.pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
+        return self.fd
+
+    def take(self) -> None:
+        while True:
+            with self.threads:
+                fd = self._descriptor()
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    wait = self._take_or_wait(fd)
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            if wait <= 0:
+                return
+            time.sleep(wait)
+
+    def _take_or_wait(self, fd: int) -> float:
+        """Refill by elapsed time and take a token (0), or say how long until one (seconds)."""
+        now = time.monotonic()
+        raw = os.pread(fd, self.STATE.size, 0)
+        tokens, at = self.STATE.unpack(raw) if len(raw) == self.STATE.size else (self.burst, now)
+        # max(0, ...): a file left from before a reboot holds a later time than now.
+        tokens = min(self.burst, tokens + max(0.0, now - at) * self.rate)
+        wait = 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+        os.pwrite(fd, self.STATE.pack(tokens - 1 if wait <= 0 else tokens, now), 0)
+        return wait
+
+
 class Unlimited:
     def take(self) -> None:
         return None
 
 
 def for_broker(broker_url: str, rate: float) -> Bucket:
-    """Redis when the broker is Redis; an in-process bucket otherwise; none for rate 0."""
+    """Where the bucket lives: Redis, or a file beside an SQLite broker; none for rate 0.
+
+    Any other broker gets an in-process bucket: one rate per worker process.
+    """
     if rate <= 0:
         return Unlimited()
     if broker_url.startswith(("redis://", "rediss://")):
         return RedisBucket(broker_url, rate=rate)
+    database = broker_url.partition(":///")[2] if broker_url.startswith("sqla+sqlite:") else ""
+    if database and database != ":memory:":
+        return FileBucket(Path(database).with_name(Path(database).name + ".send-rate"), rate=rate)
     return LocalBucket(rate=rate)

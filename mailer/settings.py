@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from email.headerregistry import Address
 from email.utils import parseaddr
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class SettingsError(Exception):
@@ -79,6 +80,39 @@ def _zone(raw: str) -> str:
     return raw
 
 
+def _dns_name(*, dots: bool) -> Callable[[str], str]:
+    label = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    pattern = rf"{label}(?:\.{label})" + ("+" if dots else "*")
+    example = "example.com" if dots else "mail2026"
+
+    def parse(raw: str) -> str:
+        if not re.fullmatch(pattern, raw):
+            raise ValueError(f"must be a DNS name such as {example}")
+        return raw.lower()
+
+    return parse
+
+
+def _bounce_mailbox(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme == "maildir":
+        if parts.netloc or not parts.path.startswith("/"):
+            raise ValueError("a Maildir must be maildir:///absolute/path")
+        return raw
+    if parts.scheme not in ("imap", "imaps"):
+        raise ValueError("must be maildir:///path, imap://user:pass@host/INBOX or imaps://...")
+    if not (parts.hostname and parts.username and parts.password):
+        raise ValueError("an IMAP mailbox needs user, password and host: imaps://u:p@host/INBOX")
+    _ = parts.port  # raises ValueError for a port that is no number
+    return raw
+
+
+def _secret(raw: str) -> str:
+    if len(raw) < 16:
+        raise ValueError("must be at least 16 characters (a shared secret others cannot guess)")
+    return raw
+
+
 def _choice(*choices: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw.lower() not in choices:
@@ -103,11 +137,13 @@ class Settings:
     check_deliverability: bool = True
     deliverability_timeout: float = 3.0
     signup_limit: str = "20/hour"
+    admin_login_limit: str = "10/minute"  # failed console logins, per client IP and per account
     trusted_proxies: int = 0
     ratelimit_storage_url: str = ""  # empty: the broker's Redis, else in-process memory
     site_name: str = "Health Notices"
     site_time_zone: str = "UTC"
     welcome_mail: bool = True
+    default_frequency: str = "published"  # preselected at signup: published or weekly
     block_disposable: bool = False
     captcha_provider: str = "none"
     captcha_site_key: str = ""
@@ -124,6 +160,11 @@ class Settings:
     lease_seconds: float = 300.0
     throttle_hold: float = 600.0
     log_format: str = "json"
+    dkim_key_file: str = ""  # empty: mail goes out unsigned
+    dkim_selector: str = ""  # required with a key file
+    dkim_domain: str = ""  # empty: the domain of MAILER_FROM
+    bounce_mailbox: str = ""  # empty: no mailbox is read
+    bounce_webhook_secret: str = ""  # empty: POST /webhooks/bounce answers 404
 
     @property
     def sender_domain(self) -> str:
@@ -168,8 +209,10 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "check_deliverability": _flag,
     "deliverability_timeout": _positive(float),
     "signup_limit": _rate_limit,
+    "admin_login_limit": _rate_limit,
     "trusted_proxies": _positive(int),
     "welcome_mail": _flag,
+    "default_frequency": _choice("published", "weekly"),
     "block_disposable": _flag,
     "captcha_provider": _choice("none", "turnstile", "hcaptcha"),
     "form_min_seconds": _positive(float),
@@ -183,4 +226,8 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "throttle_hold": _positive(float),
     "log_format": _choice("json", "text"),
     "site_time_zone": _zone,
+    "dkim_selector": _dns_name(dots=False),
+    "dkim_domain": _dns_name(dots=True),
+    "bounce_mailbox": _bounce_mailbox,
+    "bounce_webhook_secret": _secret,
 }

@@ -20,6 +20,7 @@ from mailer.errors import InvalidToken
 from mailer.models import (
     Campaign,
     Consent,
+    Frequency,
     MailKind,
     MailStatus,
     Subscriber,
@@ -137,6 +138,7 @@ def sign_up(
     topics: Sequence[str],
     request: SignupRequest,
     now: datetime,
+    frequency: str = Frequency.PUBLISHED,
 ) -> SignupOutcome:
     """Record a signup and decide which mail, if any, the address gets.
 
@@ -171,6 +173,7 @@ def sign_up(
             "source_url": request.source_url[:2048],
             "wording": request.wording,
             "topics": ",".join(chosen),
+            "frequency": Frequency(frequency),
         },
     ).scalar_one()
     return SignupOutcome(
@@ -213,6 +216,7 @@ def confirm(
     subscriber.status = SubscriberStatus.CONFIRMED
     subscriber.confirmed_at, subscriber.unsubscribed_at = now, None
     subscriber.topics = [SubscriberTopic(topic=topic) for topic in consent.topic_list]
+    subscriber.frequency = consent.frequency
     session.flush()
     welcome_id = (
         queue_mail(
@@ -264,16 +268,6 @@ def purge_unconfirmed(session: Session, *, now: datetime) -> int:
         delete(TransactionalMail).where(TransactionalMail.created_at < now - MAIL_LOG_RETENTION)
     )
     return purged or 0
-
-
-def update_preferences(session: Session, subscriber_id: int, *, topics: Sequence[str]) -> None:
-    """Replace a confirmed subscriber's topics (from their own signed preferences link)."""
-    subscriber = session.get(Subscriber, subscriber_id)
-    if subscriber is None:
-        raise InvalidToken("preferences")
-    chosen = [topic.value for topic in Topic if topic.value in set(topics)]
-    subscriber.topics = [SubscriberTopic(topic=topic) for topic in chosen]
-    session.flush()
 
 
 def unsubscribe(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import smtplib
 import ssl
 import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email import policy
+from email.generator import BytesGenerator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
@@ -43,6 +44,32 @@ class SendResult:
     error: TemporaryFailure | PermanentFailure | None = None
 
 
+class Signer(Protocol):
+    def sign(self, message: bytes) -> bytes:
+        """The message with a signature header field prepended (mailer.dkim_signing)."""
+        ...
+
+
+def international(item: Outgoing) -> bool:
+    """A non-ASCII envelope address: the message must go with SMTPUTF8 (RFC 6531)."""
+    return not (item.mail_from.isascii() and item.rcpt_to.isascii())
+
+
+def wire_bytes(item: Outgoing, signer: Signer | None = None) -> bytes:
+    """The message exactly as it goes to the relay, signed last, when every header is final.
+
+    Flattened as smtplib's send_message would: the message's own policy with
+    CRLF line ends, and raw UTF-8 headers (policy utf8) when the envelope is
+    international.
+    """
+    message = item.message
+    wire_policy = message.policy.clone(utf8=True) if international(item) else message.policy
+    with io.BytesIO() as out:
+        BytesGenerator(out, policy=wire_policy).flatten(message, linesep="\r\n")
+        data = out.getvalue()
+    return signer.sign(data) if signer is not None else data
+
+
 class Transport(Protocol):
     def send(self, outgoing: Sequence[Outgoing]) -> list[SendResult]:
         """Send over one connection and report each message; never raise per recipient."""
@@ -70,7 +97,7 @@ def _smtp_error(error: Exception) -> TemporaryFailure | PermanentFailure:
 class SMTPTransport:
     """One connection per process, kept open and reused for every message it sends."""
 
-    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 30.0, signer: Signer | None = None) -> None:
         parts = urlsplit(url)
         query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
         self.implicit_tls = parts.scheme == "smtps"
@@ -80,6 +107,7 @@ class SMTPTransport:
         self.password = unquote(parts.password or "")
         self.starttls = query.get("starttls", "1" if self.port == 587 else "0") == "1"
         self.timeout = float(query.get("timeout", timeout))
+        self.signer = signer
         self._connection: smtplib.SMTP | None = None
         self._lock = threading.Lock()  # one SMTP dialogue at a time on the shared connection
 
@@ -117,13 +145,15 @@ class SMTPTransport:
             self._connection = None
 
     def _send_one(self, item: Outgoing) -> None:
+        data = wire_bytes(item, self.signer)
+        options = ("SMTPUTF8", "BODY=8BITMIME") if international(item) else ()
         for attempt in (1, 2):
             if self._connection is None:
                 self._connection = self._connect()
             try:
-                self._connection.send_message(
-                    item.message, from_addr=item.mail_from, to_addrs=[item.rcpt_to]
-                )
+                if options and not self._connection.has_extn("smtputf8"):
+                    raise smtplib.SMTPNotSupportedError("the relay does not offer SMTPUTF8")
+                self._connection.sendmail(item.mail_from, [item.rcpt_to], data, options)
                 return
             except smtplib.SMTPServerDisconnected:
                 # The relay may have closed our idle connection: reconnect once.
@@ -152,8 +182,9 @@ class SMTPTransport:
 class OutboxTransport:
     """Writes each message to `directory` as one .eml file, as a recipient would receive it."""
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, *, signer: Signer | None = None) -> None:
         self.directory = Path(directory)
+        self.signer = signer
 
     def send(self, outgoing: Sequence[Outgoing]) -> list[SendResult]:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -161,15 +192,19 @@ class OutboxTransport:
         for item in outgoing:
             name = f"{item.message['Date'].datetime:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}.eml"
             scratch = self.directory / f".{name}.tmp"
-            data = item.message.as_bytes(policy=policy.SMTPUTF8)
+            data = wire_bytes(item, self.signer)
             scratch.write_bytes(f"X-Envelope-To: {item.rcpt_to}\r\n".encode() + data)
             scratch.rename(self.directory / name)  # readers never see half a file
             results.append(SendResult(str(item.message["Message-ID"])))
         return results
 
 
-def from_url(url: str, *, timeout: float = 30.0) -> Transport:
-    """The transport that MAILER_SMTP_URL names: smtp://, smtps:// or outbox:PATH."""
+def from_url(url: str, *, timeout: float = 30.0, signer: Signer | None = None) -> Transport:
+    """The transport that MAILER_SMTP_URL names: smtp://, smtps:// or outbox:PATH.
+
+    With a `signer`, every message is signed as it is flattened for sending.
+    """
     if url.startswith("outbox:"):
-        return OutboxTransport(url.removeprefix("outbox:").removeprefix("//") or "var/outbox")
-    return SMTPTransport(url, timeout=timeout)
+        directory = url.removeprefix("outbox:").removeprefix("//") or "var/outbox"
+        return OutboxTransport(directory, signer=signer)
+    return SMTPTransport(url, timeout=timeout, signer=signer)

@@ -32,17 +32,38 @@ REDIS_BASE = os.environ.get("MAILER_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 REDIS_LOCK = "mailer:test-run"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _claim_redis_db() -> tuple[str, redis.Redis]:
     """Claim a Redis database number no other test run holds (15 down to 8)."""
     for number in range(15, 7, -1):
         client = redis.Redis.from_url(f"{REDIS_BASE}/{number}")
         if client.set(REDIS_LOCK, os.getpid(), nx=True, ex=4 * 3600):
             return f"{REDIS_BASE}/{number}", client
+        holder = client.get(REDIS_LOCK)
+        if holder is not None and not _alive(int(holder)):
+            # A run that was killed left its claim: take the database over.
+            client.set(REDIS_LOCK, os.getpid(), ex=4 * 3600)
+            return f"{REDIS_BASE}/{number}", client
         client.close()
     raise RuntimeError("every Redis test database (8-15) is held by another test run")
 
 
 REDIS_URL, _REDIS_CLAIM = _claim_redis_db()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # Whatever the run used, its Redis database is free again (a killed run's
+    # claim is taken over by the next run, see _claim_redis_db).
+    _REDIS_CLAIM.delete(REDIS_LOCK)
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +77,6 @@ def pg_url() -> Iterator[str]:
     yield PG_URL
     with psycopg.connect(PG_ADMIN, autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    _REDIS_CLAIM.delete(REDIS_LOCK)
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     mail_options: list[str]
+    raw: bytes = b""  # exactly as it arrived: headers unparsed
 
 
 @dataclass
@@ -57,6 +58,7 @@ class Inbox:
                     envelope.mail_from,
                     list(envelope.rcpt_tos),
                     list(envelope.mail_options),
+                    envelope.original_content,
                 )
             )
             self._arrived.notify_all()

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from mailer.models import Consent, Subscriber, TransactionalMail
-from tests.helpers import aged_stamp, post_signup, signup_fields
+from tests.helpers import add_confirmed, aged_stamp, post_signup, signup_fields
 
 INVALID_ADDRESSES = [
     "",
@@ -218,6 +218,54 @@ def test_forged_tokens_get_a_clear_page(client, session, path, token):
     html = response.get_data(as_text=True)
     assert "This link is not valid" in html
     assert 'action="/subscribe"' in html  # a way to ask for a new mail
+
+
+READER_ENDPOINTS = [
+    ("GET", "/preferences/{}"),
+    ("POST", "/preferences/{}"),
+    ("POST", "/preferences/{}/address"),
+    ("GET", "/preferences/{}/data.json"),
+    ("GET", "/change-address/{}"),
+    ("POST", "/change-address/{}"),
+    ("GET", "/u/{}"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), READER_ENDPOINTS)
+def test_every_reader_endpoint_refuses_forged_and_other_purpose_tokens(
+    app, client, session, method, path
+):
+    from mailer import tokens
+
+    secret = app.extensions["mailer.settings"].secret_key
+    subscriber = add_confirmed(session, "ann@example.org", ("article",), name="Ann")
+    session.commit()
+    wrong_purpose = tokens.make(secret, tokens.Purpose.CONFIRM, subscriber)
+    good = tokens.make(secret, tokens.Purpose.PREFERENCES, subscriber)
+    csrf = signup_fields(client)["csrf_token"]  # a valid session token: the link is what fails
+    for token in ("forged", good[:-6], good[:-1] + "A", wrong_purpose, "1-0-aaaaaaaaaaaaaaaa"):
+        response = client.open(
+            path.format(token),
+            method=method,
+            data={
+                "csrf_token": csrf,
+                "address-csrf_token": csrf,
+                "topics": ["video"],
+                "address-email": "x@example.org",
+                "name": "Eve",
+            },
+        )
+        assert response.status_code == 400, (token, response.status_code)
+        assert "This link is not valid" in response.get_data(as_text=True)
+    session.expire_all()
+    ann = session.get(Subscriber, subscriber)
+    assert (ann.email, ann.name, ann.topic_names, ann.status) == (
+        "ann@example.org",
+        "Ann",
+        ["article"],
+        "confirmed",
+    )
+    assert session.scalars(select(TransactionalMail)).all() == []
 
 
 def test_token_for_another_purpose_is_refused(app, client):

@@ -287,3 +287,41 @@ def test_pages_on_a_phone(live: Live, phone_page: Page) -> None:
     phone_page.goto(f"{live.url}/no-such-page")
     expect(phone_page.get_by_role("heading", name="404 Not Found")).to_be_visible()
     screenshot(phone_page, "not-found-phone")
+
+
+def test_preferences_and_unsubscribe_pages_on_a_phone(live: Live, phone_page: Page) -> None:
+    from mailer.mailing import LinkMaker
+    from mailer.tokens import Purpose
+    from tests.helpers import add_confirmed
+
+    settings = live.app.extensions["mailer.settings"]
+    links = LinkMaker(settings.base_url, settings.secret_key, settings.sender_domain)
+    with live.app.extensions["mailer.sessionmaker"]() as session:
+        subscriber_id = add_confirmed(session, "pat@example.com", ("article",), name="Pat")
+        session.commit()
+
+    phone_page.goto(links.url("preferences", Purpose.PREFERENCES, subscriber_id))
+    expect(phone_page.get_by_role("heading", name="Your preferences")).to_be_visible()
+    phone_page.get_by_label("Videos").check()
+    phone_page.get_by_label("One weekly digest").check()
+    phone_page.get_by_label("Time zone for webinar times").select_option("Europe/Paris")
+    screenshot(phone_page, "preferences-phone")
+    phone_page.get_by_role("button", name="Save preferences").click()
+    expect(phone_page.get_by_role("status")).to_contain_text("Your preferences are saved")
+    saved = live.subscriber("pat@example.com")
+    assert saved is not None
+    assert (saved.topic_names, saved.frequency, saved.time_zone) == (
+        ["article", "video"],
+        "weekly",
+        "Europe/Paris",
+    )
+
+    phone_page.goto(links.unsubscribe_url(subscriber_id, None))
+    expect(phone_page.get_by_role("heading", name="Unsubscribe?")).to_be_visible()
+    screenshot(phone_page, "unsubscribe-phone")
+    assert live.subscriber("pat@example.com").status == "confirmed"  # type: ignore[union-attr]
+    phone_page.get_by_role("button", name="Unsubscribe from everything").click()
+    expect(phone_page.get_by_role("heading", name="You are unsubscribed")).to_be_visible()
+    left = live.subscriber("pat@example.com")
+    assert left is not None
+    assert (left.status, left.unsubscribe_channel) == ("unsubscribed", "page")

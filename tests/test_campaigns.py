@@ -157,6 +157,41 @@ def test_temporary_failures_are_retried_and_arrive_once(campaign_app, session, i
     assert len({item.rcpt_tos[0] for item in inbox.messages}) == 30
 
 
+def test_one_recipients_4xx_is_retried_later_without_holding_the_campaign(make_app, session, inbox):
+    app = make_app(relay_hold=5, throttle_hold=10, send_rate=0)
+    ids = _notices(session)
+    for number in range(30):
+        add_confirmed(session, f"r{number:02}@example.org")
+    session.commit()
+    inbox.answer_next("450 4.2.0 Mailbox busy, try later")  # greylisting one recipient
+    with running_worker(app):
+        _start(app, session, ids[:1])
+        _finished(session)
+    arrived = [item.rcpt_tos[0] for item in inbox.messages]
+    assert sorted(arrived) == [f"r{number:02}@example.org" for number in range(30)]
+    campaign = session.scalars(select(Campaign)).one()
+    assert campaign.hold_until is None
+    retried = session.scalars(select(Delivery).where(Delivery.attempts == 2)).one()
+    assert retried.status == "sent"
+    # The other 29 went on at once; the greylisted one came back after its backoff.
+    assert arrived[-1] == f"r{retried.subscriber_id - 1:02}@example.org"
+
+
+def test_a_relay_failing_most_answers_trips_the_breaker(campaign_app, session, inbox):
+    ids = _notices(session)
+    for number in range(40):
+        add_confirmed(session, f"r{number:02}@example.org")
+    session.commit()
+    inbox.answer_next(*["451 4.3.0 Temporary local problem"] * 12)
+    with running_worker(campaign_app):
+        _start(campaign_app, session, ids[:1])
+        _finished(session)
+    assert len({item.rcpt_tos[0] for item in inbox.messages}) == len(inbox.messages) == 40
+    campaign = session.scalars(select(Campaign)).one()
+    assert campaign.hold_until is not None  # the whole campaign waited for the relay
+    assert session.scalar(select(func.count()).where(Delivery.status == "failed")) == 0
+
+
 def test_permanent_failure_fails_and_suppresses_only_that_address(campaign_app, session, inbox):
     ids = _notices(session)
     for number in range(10):

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -36,6 +37,9 @@ def test_make_run_serves_the_whole_flow_and_stops_on_ctrl_c(tmp_path: Path) -> N
     )
     base = f"http://127.0.0.1:{port}"
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+    lines: list[str] = []  # read while it runs: the login is printed at start
+    reader = threading.Thread(target=lambda: lines.extend(launcher.stdout or []), daemon=True)
+    reader.start()
     try:
         wait_until(lambda: _up(opener, base), timeout=60, interval=0.5)
         html = _get(opener, f"{base}/")
@@ -64,12 +68,40 @@ def test_make_run_serves_the_whole_flow_and_stops_on_ctrl_c(tmp_path: Path) -> N
         confirm = re.search(r"http://\S+/confirm/\S+", mail.get_body(("plain",)).get_content())
         assert confirm and confirm.group(0).startswith(base)
         assert (tmp_path / "var" / "mailer.db").exists()
+
+        # The printed login opens the console, whose outbox shows that very mail.
+        printed = wait_until(lambda: _printed_login("".join(lines)), timeout=30)
+        email, password = printed.groups()
+        assert (tmp_path / "var" / "admin-password").read_text() == password
+        admin = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+        token = _csrf(_get(admin, f"{base}/admin/login"))
+        login = urllib.parse.urlencode(
+            {"csrf_token": token, "email": email, "password": password}
+        ).encode()
+        dashboard = admin.open(f"{base}/admin/login", data=login, timeout=10).read().decode()
+        assert "<h1>Dashboard</h1>" in dashboard
+        outbox = _get(admin, f"{base}/admin/outbox")
+        assert "Please confirm your subscription" in outbox
     finally:
         launcher.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        output, _ = launcher.communicate(timeout=60)
+        launcher.wait(timeout=60)
+        reader.join(timeout=10)
+        if launcher.stdout:
+            launcher.stdout.close()
+    output = "".join(lines)
     assert f"mailer is running: {base}/" in output
     assert "mailer stopped" in output
     assert launcher.returncode == 0
+
+
+def _printed_login(output: str) -> re.Match[str] | None:
+    return re.search(r"log in as:\s+(\S+@\S+)\s+password: (\S+)", output)
+
+
+def _csrf(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
 
 
 def _up(opener: urllib.request.OpenerDirector, base: str) -> bool:

@@ -196,22 +196,3 @@ def test_welcome_mail_can_be_turned_off(make_app, inbox, session):
             client, inbox.wait_for("eve@example.org")[0].message
         ).get_data(as_text=True)
     assert [m.kind for m in session.scalars(select(TransactionalMail))] == ["confirm"]
-
-
-def test_preferences_link_changes_topics_and_unsubscribes(app, client, inbox, worker, session):
-    post_signup(client, app, email="fay@example.org", topics=("article", "video"))
-    _confirm(client, inbox.wait_for("fay@example.org")[0].message)
-    welcome = inbox.wait_for("fay@example.org", count=2)[1].message
-    path = path_of(link(PREFERENCES_LINK, welcome))
-    html = client.get(path).get_data(as_text=True)
-    assert "fay@example.org" in html
-    csrf = html.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
-    saved = client.post(path, data={"csrf_token": csrf, "topics": ["webinar"]})
-    assert "Your preferences are saved" in saved.get_data(as_text=True)
-    session.expire_all()
-    assert session.scalars(select(Subscriber)).one().topic_names == ["webinar"]
-
-    left = client.post(path + "/unsubscribe", data={"csrf_token": csrf}, follow_redirects=True)
-    assert "You are unsubscribed" in left.get_data(as_text=True)
-    session.expire_all()
-    assert session.scalars(select(Subscriber)).one().status == "unsubscribed"

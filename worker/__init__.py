@@ -44,6 +44,7 @@ def celery_init_app(app: Flask) -> Celery:
         task_routes={
             "mailer.send_batch": {"queue": "bulk"},
             "mailer.poll_feeds": {"queue": "bulk"},
+            "mailer.process_bounces": {"queue": "bulk"},
         },
         task_publish_retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
         beat_schedule=beat_schedule(),

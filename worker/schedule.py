@@ -17,4 +17,6 @@ def beat_schedule() -> dict[str, dict]:
         "start-due-campaigns": {"task": "mailer.start_due_campaigns", "schedule": 30.0},
         # New articles, videos and webinars from the site's RSS and Atom feeds.
         "poll-feeds": {"task": "mailer.poll_feeds", "schedule": crontab(minute="*/15")},
+        # Bounces, complaints and mailto unsubscribes from MAILER_BOUNCE_MAILBOX.
+        "process-bounces": {"task": "mailer.process_bounces", "schedule": 300.0},
     }

@@ -36,7 +36,7 @@ def main() -> None:
 
 def _register() -> None:
     # Imported here: the command modules import alembic_config/upgrade from this one.
-    from mailer.cli import campaigns, housekeeping, notices
+    from mailer.cli import admin, bounces, campaigns, dkim, housekeeping, notices, privacy
 
     for group in (
         housekeeping.db_group,
@@ -45,8 +45,16 @@ def _register() -> None:
         notices.api_token_group,
         notices.feed_group,
         campaigns.campaign_group,
+        bounces.bounces_group,
+        dkim.dkim_group,
+        admin.admin_group,
     ):
         main.add_command(group)
+    from mailer.cli.subscribers import subscribers_group  # list import and export
+
+    subscribers_group.add_command(privacy.subscriber_data)  # one person's data: GDPR
+    subscribers_group.add_command(privacy.subscriber_erase)
+    main.add_command(subscribers_group)
 
 
 _register()

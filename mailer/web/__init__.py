@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from mailer.compose import topic_phrase
-from mailer.web import api, health, public
+from mailer.web import admin, api, health, public, reader, webhooks
 
 EMBED_ENDPOINTS = {"public.embed", "public.embed_thanks", "public.subscribe"}
 
@@ -28,9 +28,14 @@ def init_web(app: Flask) -> None:
         )
     csrf = CSRFProtect(app)
     app.register_blueprint(public.bp)
+    app.register_blueprint(reader.bp)
+    app.register_blueprint(reader.one_click)
+    csrf.exempt(reader.one_click)  # RFC 8058: the POST carries no cookie and no form token
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # bearer-token API: no cookies, so no cross-site forgery
+    app.register_blueprint(webhooks.bp)
+    csrf.exempt(webhooks.bp)  # a shared secret, no cookies
     # The signup form checks its own CSRF token (the embedded form cannot carry one).
     csrf.exempt("mailer.web.public.subscribe")
 
@@ -39,6 +44,7 @@ def init_web(app: Flask) -> None:
     app.view_functions["public.subscribe"] = limiter.limit(settings.signup_limit, methods=["POST"])(
         app.view_functions["public.subscribe"]
     )
+    admin.init_app(app, limiter)  # the console under /admin, its login and login limits
 
     app.context_processor(lambda: {"site": settings})
     app.add_template_filter(topic_phrase)
@@ -52,16 +58,18 @@ def _security_headers(response: Response) -> Response:
     if request.endpoint in EMBED_ENDPOINTS:
         frame_ancestors = settings.embed_origins
     else:
-        response.headers["X-Frame-Options"] = "DENY"
+        response.headers.setdefault("X-Frame-Options", "DENY")
     script = "'self'"
     if settings.captcha_provider == "turnstile":
         script += " https://challenges.cloudflare.com"
     elif settings.captcha_provider == "hcaptcha":
         script += " https://hcaptcha.com https://*.hcaptcha.com"
-    response.headers["Content-Security-Policy"] = (
+    # A view may set its own, stricter policy (the console's sandboxed mail previews).
+    response.headers.setdefault(
+        "Content-Security-Policy",
         f"default-src 'self'; script-src {script}; style-src 'self'; img-src 'self' data:; "
         f"frame-src {script}; form-action 'self'; base-uri 'none'; "
-        f"frame-ancestors {frame_ancestors}"
+        f"frame-ancestors {frame_ancestors}",
     )
     # Token links must not leak to other sites through the Referer header.
     response.headers["Referrer-Policy"] = "same-origin"

@@ -6,9 +6,9 @@ import unicodedata
 
 from flask import current_app
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, SelectMultipleField, StringField, widgets
+from wtforms import HiddenField, RadioField, SelectMultipleField, StringField, widgets
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import InputRequired, Length, ValidationError
+from wtforms.validators import InputRequired, Length, Optional, ValidationError
 
 from mailer import addresses
 from mailer.errors import InvalidAddress
@@ -16,6 +16,11 @@ from mailer.models import Topic
 
 TOPIC_LABELS = {Topic.ARTICLE: "Articles", Topic.VIDEO: "Videos", Topic.WEBINAR: "Webinars"}
 TOPIC_CHOICES = [SelectChoice(topic.value, label) for topic, label in TOPIC_LABELS.items()]
+
+FREQUENCY_CHOICES = [
+    SelectChoice("published", "As soon as something is published"),
+    SelectChoice("weekly", "One weekly digest"),
+]
 
 # Stored word for word with each consent record (GDPR Art. 7(1): show what they were told).
 CONSENT_WORDING = (
@@ -29,13 +34,13 @@ def consent_wording() -> str:
     return CONSENT_WORDING.format(site=current_app.extensions["mailer.settings"].site_name)
 
 
-def _no_control_characters(_form: FlaskForm, field: StringField) -> None:
+def no_control_characters(_form: FlaskForm, field: StringField) -> None:
     # Line breaks and other controls in a name are how header injection starts.
     if any(unicodedata.category(char) in {"Cc", "Cf", "Zl", "Zp"} for char in field.data or ""):
         raise ValidationError("Your name may not contain line breaks or control characters.")
 
 
-def _valid_address(_form: FlaskForm, field: StringField) -> None:
+def valid_address(_form: FlaskForm, field: StringField) -> None:
     settings = current_app.extensions["mailer.settings"]
     try:
         field.data = addresses.normalise(
@@ -47,6 +52,18 @@ def _valid_address(_form: FlaskForm, field: StringField) -> None:
         raise ValidationError(str(error)) from None
 
 
+def name_field() -> StringField:
+    """The optional name, as the signup form and the preferences page take it."""
+    return StringField(
+        "Name",
+        validators=[
+            Length(max=100, message="Please keep your name under 100 characters."),
+            no_control_characters,
+        ],
+        filters=[lambda value: value.strip() if isinstance(value, str) else value],
+    )
+
+
 class CheckboxesField(SelectMultipleField):
     widget = widgets.ListWidget(prefix_label=False)
     option_widget = widgets.CheckboxInput()
@@ -55,23 +72,20 @@ class CheckboxesField(SelectMultipleField):
 class SignupForm(FlaskForm):
     """The signup form of the site's own page, protected by Flask-WTF's CSRF token."""
 
-    name = StringField(
-        "Name",
-        validators=[
-            Length(max=100, message="Please keep your name under 100 characters."),
-            _no_control_characters,
-        ],
-        filters=[lambda value: value.strip() if isinstance(value, str) else value],
-    )
+    name = name_field()
     email = StringField(
         "Email",
-        validators=[InputRequired("Please enter your email address."), _valid_address],
+        validators=[InputRequired("Please enter your email address."), valid_address],
     )
     topics = CheckboxesField(
         "Send me notices of new",
         choices=TOPIC_CHOICES,
         default=[choice.value for choice in TOPIC_CHOICES],
         validators=[InputRequired("Please choose at least one kind of notice.")],
+    )
+    # Optional: forms embedded before this field existed still post without it.
+    frequency = RadioField(
+        "How often", choices=FREQUENCY_CHOICES, default="published", validators=[Optional()]
     )
     # Honeypot: hidden from people by CSS and aria-hidden; bots fill every field.
     website = StringField("Leave this field empty")

@@ -1,4 +1,4 @@
-"""Pages a reader sees: signup, the embeddable form, confirm, "this wasn't me", preferences."""
+"""Pages a reader sees: signup, the embeddable form, confirm, "this wasn't me"."""
 
 from __future__ import annotations
 
@@ -7,14 +7,10 @@ import logging
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from kombu.exceptions import OperationalError
-from werkzeug import Response
 
 from mailer import antispam, clock, db, subscriptions, tokens
 from mailer.errors import CaptchaUnavailable, InvalidToken
-from mailer.models import Subscriber
 from mailer.web.forms import (
-    TOPIC_CHOICES,
-    CheckboxesField,
     EmbedSignupForm,
     SignupForm,
     consent_wording,
@@ -42,7 +38,7 @@ def _render_form(template: str, form: SignupForm, status: int = 200, **extra: ob
     return render_template(template, form=form, wording=consent_wording(), **extra), status
 
 
-def _enqueue(mail_id: int) -> None:
+def enqueue(mail_id: int) -> None:
     try:
         tasks.send_mail.delay(mail_id)
     except OperationalError:
@@ -75,12 +71,12 @@ def _spam_verdict(form: SignupForm) -> antispam.Verdict:
 
 @bp.get("/")
 def signup():
-    return _render_form("web/signup.html", SignupForm())
+    return _render_form("web/signup.html", SignupForm(frequency=_settings().default_frequency))
 
 
 @bp.get("/embed")
 def embed():
-    return _render_form("web/embed.html", EmbedSignupForm())
+    return _render_form("web/embed.html", EmbedSignupForm(frequency=_settings().default_frequency))
 
 
 @bp.post("/subscribe")
@@ -95,6 +91,7 @@ def subscribe():
     except CaptchaUnavailable:
         log.exception("captcha service unavailable")
         return render_template("web/error.html", error=None, unavailable=True), 503
+    settings = _settings()
     if verdict.refused:
         log.info("signup refused", extra={"reason": verdict.reason, "ip": request.remote_addr})
     else:
@@ -104,6 +101,7 @@ def subscribe():
             email=form.email.data,
             name=form.name.data or "",
             topics=form.topics.data,
+            frequency=form.frequency.data or settings.default_frequency,
             request=subscriptions.SignupRequest(
                 ip=request.remote_addr or "",
                 user_agent=request.user_agent.string,
@@ -115,7 +113,7 @@ def subscribe():
         )
         session.commit()  # commit before enqueueing: the worker must find the row
         if outcome.mail_id is not None:
-            _enqueue(outcome.mail_id)
+            enqueue(outcome.mail_id)
         else:
             log.info("signup mail held back", extra={"reason": outcome.held_back})
     return redirect(url_for("public.embed_thanks" if embedded else "public.check_inbox"))
@@ -131,7 +129,7 @@ def embed_thanks():
     return render_template("web/embed_thanks.html")
 
 
-def _read(purpose: tokens.Purpose, token: str) -> int:
+def read_token(purpose: tokens.Purpose, token: str) -> int:
     return tokens.read(_settings().secret_key, purpose, token)
 
 
@@ -144,7 +142,7 @@ def invalid_token(_error: InvalidToken):
 @bp.get("/confirm/<token>")
 def confirm_page(token: str):
     # Mail scanners fetch every GET link: showing this page confirms nothing.
-    consent_id = _read(tokens.Purpose.CONFIRM, token)
+    consent_id = read_token(tokens.Purpose.CONFIRM, token)
     topics = subscriptions.open_signup_topics(db.get_session(), consent_id)
     if topics is None:
         return render_template("web/confirmed.html", newly_confirmed=False)
@@ -153,7 +151,7 @@ def confirm_page(token: str):
 
 @bp.post("/confirm/<token>")
 def confirm(token: str):
-    consent_id = _read(tokens.Purpose.CONFIRM, token)
+    consent_id = read_token(tokens.Purpose.CONFIRM, token)
     session = db.get_session()
     outcome = subscriptions.confirm(
         session,
@@ -164,13 +162,13 @@ def confirm(token: str):
     )
     session.commit()
     if outcome.welcome_mail_id is not None:
-        _enqueue(outcome.welcome_mail_id)
+        enqueue(outcome.welcome_mail_id)
     return render_template("web/confirmed.html", newly_confirmed=outcome.newly_confirmed)
 
 
 @bp.get("/not-me/<token>")
 def not_me_page(token: str):
-    consent_id = _read(tokens.Purpose.NOT_ME, token)
+    consent_id = read_token(tokens.Purpose.NOT_ME, token)
     if subscriptions.open_signup_topics(db.get_session(), consent_id) is None:
         return render_template("web/not_me.html", form=None, done=False)
     return render_template("web/not_me.html", form=FlaskForm(), done=None)
@@ -178,39 +176,8 @@ def not_me_page(token: str):
 
 @bp.post("/not-me/<token>")
 def not_me(token: str):
-    consent_id = _read(tokens.Purpose.NOT_ME, token)
+    consent_id = read_token(tokens.Purpose.NOT_ME, token)
     session = db.get_session()
     cancelled = subscriptions.cancel_signup(session, consent_id, now=clock.now())
     session.commit()
     return render_template("web/not_me.html", form=None, done=cancelled)
-
-
-class PreferencesForm(FlaskForm):
-    topics = CheckboxesField("Send me notices of new", choices=TOPIC_CHOICES)
-
-
-@bp.route("/preferences/<token>", methods=["GET", "POST"])
-def preferences(token: str):
-    subscriber_id = _read(tokens.Purpose.PREFERENCES, token)
-    session = db.get_session()
-    subscriber = session.get(Subscriber, subscriber_id)
-    if subscriber is None:
-        raise InvalidToken("preferences")
-    form = PreferencesForm(topics=subscriber.topic_names)
-    saved = False
-    if form.validate_on_submit():
-        subscriptions.update_preferences(session, subscriber_id, topics=form.topics.data or [])
-        session.commit()
-        saved = True
-    return render_template(
-        "web/preferences.html", form=form, subscriber=subscriber, token=token, saved=saved
-    )
-
-
-@bp.post("/preferences/<token>/unsubscribe")
-def unsubscribe(token: str) -> Response:
-    subscriber_id = _read(tokens.Purpose.PREFERENCES, token)
-    session = db.get_session()
-    subscriptions.unsubscribe(session, subscriber_id, now=clock.now(), channel="page")
-    session.commit()
-    return redirect(url_for("public.preferences", token=token))

@@ -27,6 +27,9 @@ def upgrade() -> None:
                                    server_default="0"))
         batch.create_foreign_key("fk_subscriber_unsubscribed_campaign_id_campaign", "campaign",
                                  ["unsubscribed_campaign_id"], ["id"], ondelete="SET NULL")
+    with op.batch_alter_table("consent") as batch:
+        batch.add_column(sa.Column("frequency", sa.String(9), nullable=False,
+                                   server_default="published"))
     with op.batch_alter_table("suppression") as batch:
         batch.add_column(sa.Column("email_hash", sa.String(64), nullable=True))
         batch.alter_column("email", existing_type=sa.String(320), nullable=True)
@@ -49,6 +52,8 @@ def downgrade() -> None:
         batch.drop_column("email_hash")
         batch.alter_column("email", existing_type=sa.String(320), nullable=False)
         batch.alter_column("reason", existing_type=sa.String(12), type_=sa.String(40))
+    with op.batch_alter_table("consent") as batch:
+        batch.drop_column("frequency")
     with op.batch_alter_table("subscriber") as batch:
         batch.drop_constraint("fk_subscriber_unsubscribed_campaign_id_campaign",
                               type_="foreignkey")

@@ -41,9 +41,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_audit_entry"),
     )
     op.create_index("ix_audit_entry_at", "audit_entry", ["at"])
+    # The dashboard counts confirmations per day and unsubscribes per campaign.
+    op.create_index("ix_subscriber_confirmed_at", "subscriber", ["confirmed_at"])
+    op.create_index("ix_subscriber_unsubscribed_campaign_id", "subscriber",
+                    ["unsubscribed_campaign_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_subscriber_unsubscribed_campaign_id", table_name="subscriber")
+    op.drop_index("ix_subscriber_confirmed_at", table_name="subscriber")
     op.drop_index("ix_audit_entry_at", table_name="audit_entry")
     op.drop_table("audit_entry")
     op.drop_table("admin_user")

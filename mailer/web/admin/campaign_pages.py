@@ -1,0 +1,311 @@
+"""Campaigns: list, compose, preview, test, schedule or start, live progress, report."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import (
+    Response,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from kombu.exceptions import OperationalError
+from sqlalchemy import select
+
+from mailer import addresses, campaigns, clock, db, delivery, digest, stats
+from mailer.errors import CampaignNotFound, InvalidAddress, InvalidCampaign
+from mailer.models import Campaign, CampaignNotice, CampaignStatus, Notice, Topic
+from mailer.transport import Outgoing
+from mailer.web.admin import bp
+from mailer.web.admin.auth import audit, login_required
+from mailer.web.admin.common import from_local_input, local_time, settings, to_local_input
+from mailer.web.forms import TOPIC_LABELS
+from worker import tasks
+
+log = logging.getLogger("mailer.web.admin")
+PAGE, NOTICE_CHOICES = 50, 100
+# A mail as the sandboxed preview frame gets it: its own styles and images, never a script.
+MAIL_FRAME_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; "
+    "font-src https: data:; frame-ancestors 'self'; form-action 'none'; base-uri 'none'; sandbox"
+)
+ACTIONS = {"start", "pause", "resume", "cancel", "schedule", "resend-failed"}
+
+
+def mail_frame(html: str) -> Response:
+    """An HTML mail body for an <iframe sandbox>, with a CSP that blocks scripts."""
+    response = make_response(html)
+    response.headers["Content-Security-Policy"] = MAIL_FRAME_CSP
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    return response
+
+
+def _campaign(campaign_id: int) -> Campaign:
+    campaign = db.get_session().get(Campaign, campaign_id)
+    if campaign is None:
+        abort(404, f"There is no campaign {campaign_id}.")
+    return campaign
+
+
+def _start_sending(campaign_id: int) -> None:
+    try:
+        tasks.start_sending(campaign_id)
+    except OperationalError:
+        # Committed already: the beat restarts a sending campaign nobody works on.
+        log.exception("broker unreachable; campaign %s left for the beat", campaign_id)
+        flash("The task queue is unreachable; sending starts within a minute.", "error")
+
+
+@bp.get("/campaigns")
+@login_required
+def campaigns_list() -> str:
+    before = request.args.get("before", type=int)
+    rows = stats.campaign_counts(db.get_session(), limit=PAGE + 1, before_id=before)
+    return render_template(
+        "web/admin/campaigns.html",
+        campaigns=rows[:PAGE],
+        next_before=rows[PAGE - 1].id if len(rows) > PAGE else None,
+    )
+
+
+def _compose_page(values: dict, error: str = "") -> str:
+    session = db.get_session()
+    notices = session.scalars(select(Notice).order_by(Notice.id.desc()).limit(NOTICE_CHOICES))
+    chosen_topics = values.get("topics") or [topic.value for topic in Topic]
+    return render_template(
+        "web/admin/campaign_compose.html",
+        values=values,
+        notices=list(notices),
+        topics=TOPIC_LABELS,
+        chosen_topics=chosen_topics,
+        chosen_notices={int(item) for item in values.get("notices", []) if str(item).isdigit()},
+        recipients=campaigns.count_audience(
+            session,
+            topics=chosen_topics,
+            notice_ids=[int(item) for item in values.get("notices", []) if str(item).isdigit()],
+        ),
+        zone=settings().site_time_zone,
+        error=error,
+    )
+
+
+@bp.get("/campaigns/new")
+@login_required
+def campaign_new() -> str:
+    return _compose_page({"notices": request.args.getlist("notices")})
+
+
+@bp.post("/campaigns/new")
+@login_required
+def campaign_create() -> Response | tuple[str, int]:
+    form = request.form
+    values = {
+        "subject": form.get("subject", ""),
+        "intro": form.get("intro", ""),
+        "send_at": form.get("send_at", ""),
+        "topics": form.getlist("topics"),
+        "notices": form.getlist("notices"),
+    }
+    session = db.get_session()
+    try:
+        try:
+            send_at = from_local_input(values["send_at"])
+        except ValueError as error:
+            raise InvalidCampaign(f"Send time: {error}") from None
+        campaign_id = campaigns.create_campaign(
+            session,
+            subject=values["subject"],
+            notice_ids=[int(item) for item in values["notices"] if item.isdigit()],
+            topics=values["topics"],
+            intro=values["intro"],
+            now=clock.now(),
+        )
+        if send_at is not None:  # checked there: a time in the past is refused
+            campaigns.schedule_campaign(session, campaign_id, send_at=send_at, now=clock.now())
+    except InvalidCampaign as error:
+        session.rollback()
+        return _compose_page(values, str(error)), 400
+    audit("campaign.create", f"campaign {campaign_id}", " ".join(values["subject"].split()))
+    session.commit()
+    flash(f"Campaign {campaign_id} saved. Preview it, send yourself a test, then start it.", "ok")
+    return redirect(url_for("admin.campaign_page", campaign_id=campaign_id), code=303)
+
+
+@bp.get("/campaigns/audience")
+@login_required
+def campaign_audience() -> Response:
+    """How many subscribers the compose form's choice would reach (polled by admin.js)."""
+    notice_ids = [int(item) for item in request.args.getlist("notices") if item.isdigit()]
+    count = campaigns.count_audience(
+        db.get_session(), topics=request.args.getlist("topics"), notice_ids=notice_ids
+    )
+    return jsonify(recipients=count)
+
+
+@bp.get("/campaigns/<int:campaign_id>")
+@login_required
+def campaign_page(campaign_id: int) -> str:
+    """Before the start: preview, test, schedule, start. After: live progress and report."""
+    campaign = _campaign(campaign_id)
+    session = db.get_session()
+    notices = delivery.campaign_notices(session, campaign_id)
+    report = stats.campaign_report(session, campaign_id)
+    return render_template(
+        "web/admin/campaign.html",
+        campaign=campaign,
+        notices=notices,
+        report=report,
+        progress=_progress(campaign_id),
+        failures=stats.failed_deliveries(session, campaign_id),
+        recipients=campaigns.count_audience(
+            session, topics=campaign.topic_list, notice_ids=[notice.id for notice in notices]
+        ),
+        send_at=to_local_input(campaign.send_at),
+        zone=settings().site_time_zone,
+    )
+
+
+def _progress(campaign_id: int) -> dict[str, object]:
+    session = db.get_session()
+    state = campaigns.progress(session, campaign_id, now=clock.now()).as_dict()
+    report = stats.campaign_report(session, campaign_id)
+    assert report is not None
+    done = report.total - report.pending
+    finished = state["status"] == CampaignStatus.FINISHED
+    percent = 100 if finished and not report.pending else int(100 * done / (report.total or 1))
+    took = ""
+    if report.started_at and report.finished_at:
+        took = f"{round((report.finished_at - report.started_at).total_seconds())} seconds"
+    return {
+        **state,
+        "done": done,
+        "percent": percent,
+        "bounced": report.bounced,
+        "unsubscribed": report.unsubscribed,
+        "started_at": local_time(report.started_at) or "–",
+        "finished_at": local_time(report.finished_at) or "not yet",
+        "took": took or "–",
+    }
+
+
+@bp.get("/campaigns/<int:campaign_id>/progress.json")
+@login_required
+def campaign_progress(campaign_id: int) -> Response:
+    """The live counts the progress page polls (admin.js)."""
+    _campaign(campaign_id)
+    return jsonify(_progress(campaign_id))
+
+
+def _sample(campaign_id: int, to: str) -> Outgoing | None:
+    """The campaign as a subscriber of all its topics gets it (as `mailer campaign preview`)."""
+    with current_app.extensions["mailer.sessionmaker"]() as session:
+        renderer = delivery.load_renderer(
+            session,
+            campaign_id,
+            current_app.extensions["mailer.composer"],
+            site_time_zone=settings().site_time_zone,
+        )
+    return digest.sample(renderer, to=to, base_url=settings().base_url, now=clock.now())
+
+
+@bp.get("/campaigns/<int:campaign_id>/preview")
+@login_required
+def campaign_preview(campaign_id: int) -> str:
+    campaign = _campaign(campaign_id)
+    sample = _sample(campaign_id, "preview@example.com")
+    text = sample.message.get_body(("plain",)).get_content() if sample else ""
+    return render_template("web/admin/campaign_preview.html", campaign=campaign, text=text)
+
+
+@bp.get("/campaigns/<int:campaign_id>/preview.html")
+@login_required
+def campaign_preview_html(campaign_id: int) -> Response:
+    _campaign(campaign_id)
+    sample = _sample(campaign_id, "preview@example.com")
+    if sample is None:
+        return mail_frame("<p>None of the campaign's notices match its topics.</p>")
+    return mail_frame(sample.message.get_body(("html",)).get_content())
+
+
+@bp.post("/campaigns/<int:campaign_id>/test")
+@login_required
+def campaign_test(campaign_id: int) -> Response:
+    """Send one copy, subject marked [Test], to the address typed in (as `send-test`)."""
+    _campaign(campaign_id)
+    target = url_for("admin.campaign_page", campaign_id=campaign_id)
+    try:
+        address = addresses.normalise(request.form.get("to", ""), check_deliverability=False)
+    except InvalidAddress as error:
+        flash(f"Test not sent: {error}", "error")
+        return redirect(target, code=303)
+    sample = _sample(campaign_id, address)
+    if sample is None:
+        flash("Test not sent: none of the campaign's notices match its topics.", "error")
+        return redirect(target, code=303)
+    [result] = current_app.extensions["mailer.transport"].send([sample])
+    audit("campaign.test", f"campaign {campaign_id}", f"to {address}: {result.error or 'sent'}")
+    db.get_session().commit()
+    if result.error is not None:
+        flash(f"The relay refused the test: {result.error}", "error")
+    else:
+        flash(f"Test sent to {address}.", "ok")
+    return redirect(target, code=303)
+
+
+def _action(campaign_id: int, action: str) -> str:
+    """Do `action`; return what to tell the person. Raises InvalidCampaign."""
+    session, now = db.get_session(), clock.now()
+    if action == "start":
+        campaigns.start_campaign(session, campaign_id, now=now)
+        campaign = session.get_one(Campaign, campaign_id)
+        notice_ids = session.scalars(
+            select(CampaignNotice.notice_id).where(CampaignNotice.campaign_id == campaign_id)
+        ).all()
+        # Readers with no notice of their topics are planned, then skipped: not counted here.
+        count = campaigns.count_audience(session, topics=campaign.topic_list, notice_ids=notice_ids)
+        return f"Sending to {count} recipients."
+    if action == "cancel":
+        campaigns.cancel_campaign(session, campaign_id, now=now)
+        return "Cancelled: nothing more is sent."
+    if action == "resend-failed":
+        count = campaigns.resend_failed(session, campaign_id)
+        return f"{count} failed deliveries queued again."
+    if action == "schedule":
+        try:
+            send_at = from_local_input(request.form.get("send_at", ""))
+        except ValueError as error:
+            raise InvalidCampaign(f"Send time: {error}") from None
+        campaigns.schedule_campaign(session, campaign_id, send_at=send_at, now=now)
+        return "Scheduled." if send_at else "Unscheduled: it waits for you to start it."
+    campaigns.set_paused(session, campaign_id, paused=action == "pause")
+    return "Paused." if action == "pause" else "Resumed."
+
+
+@bp.post("/campaigns/<int:campaign_id>/<action>")
+@login_required
+def campaign_action(campaign_id: int, action: str) -> Response:
+    if action not in ACTIONS:
+        abort(404)
+    _campaign(campaign_id)
+    session = db.get_session()
+    try:
+        message = _action(campaign_id, action)
+    except CampaignNotFound:
+        abort(404)
+    except InvalidCampaign as error:
+        session.rollback()
+        flash(f"Not done: {error}.", "error")
+    else:
+        audit(f"campaign.{action}", f"campaign {campaign_id}", message)
+        session.commit()  # before the workers are told: they must see the new state
+        if action in {"start", "resume", "resend-failed"}:
+            _start_sending(campaign_id)
+        flash(message, "ok")
+    return redirect(url_for("admin.campaign_page", campaign_id=campaign_id), code=303)
