@@ -29,11 +29,14 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-## bench: the benchmarks in bench/ (need PostgreSQL, Redis and wrk, installed here if missing)
+## bench: every benchmark in bench/, one after the other (~35 min; BENCH_FLAGS=--quick: ~15)
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python bench/signup.py
+	$(BIN)/python bench/campaign.py $(BENCH_FLAGS)
+	$(BIN)/python bench/signing.py $(BENCH_FLAGS)
+	$(BIN)/python bench/subscriber_search.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
