@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from mailer.errors import CampaignNotFound, CampaignStateConflict, InvalidCampaign
 from mailer.models import (
     Campaign,
+    CampaignKind,
     CampaignNotice,
     CampaignStatus,
     Delivery,
@@ -197,6 +198,9 @@ def delete_campaign(session: Session, campaign_id: int) -> None:
     cascade; readers who left through this campaign keep their unsubscribe.
     """
     campaign = _get(session, campaign_id, "delete")
+    if campaign.kind != CampaignKind.MANUAL:
+        # Its ledger is what keeps automatic sends from mailing anyone a notice twice.
+        raise CampaignStateConflict("an automatic send cannot be deleted: it records who got what")
     session.execute(delete(Delivery).where(Delivery.campaign_id == campaign_id))
     session.delete(campaign)
     session.flush()

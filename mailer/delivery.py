@@ -130,6 +130,16 @@ def _recipients(
         )
     ):
         topics.setdefault(subscriber_id, []).append(topic)
+    chosen = {  # automatic sends: the notices planned for each reader
+        subscriber_id: tuple(int(notice_id) for notice_id in notice_ids.split(","))
+        for subscriber_id, notice_ids in session.execute(
+            select(Delivery.subscriber_id, Delivery.notice_ids).where(
+                Delivery.campaign_id == campaign_id,
+                Delivery.subscriber_id.in_(subscriber_ids),
+                Delivery.notice_ids != "",
+            )
+        )
+    }
     found: dict[int, Recipient | None] = dict.fromkeys(subscriber_ids)
     rows = session.execute(
         select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.time_zone).where(
@@ -147,6 +157,7 @@ def _recipients(
             preferences_url=links.url("preferences", Purpose.PREFERENCES, subscriber_id),
             unsubscribe_url=links.unsubscribe_url(subscriber_id, campaign_id),
             unsubscribe_mailto=links.unsubscribe_mailto(subscriber_id, campaign_id),
+            notice_ids=chosen.get(subscriber_id, ()),
         )
     return found
 

@@ -37,6 +37,8 @@ class Recipient:
     preferences_url: str
     unsubscribe_url: str  # one-click (RFC 8058), also the footer link
     unsubscribe_mailto: str
+    # Automatic sends choose each reader's notices when planning; () = the campaign's.
+    notice_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,20 +90,28 @@ class DigestRenderer:
         self.campaign_topics = set(campaign.topic_list)
         self.notices = list(notices)
         self.site_zone = site_time_zone
-        self._variants: dict[tuple[tuple[str, ...], str], _Variant | None] = {}
+        self._variants: dict[tuple[tuple[str, ...], str, tuple[int, ...]], _Variant | None] = {}
         site_name = str(composer.defaults.get("site_name", ""))
         # One list for everything the site sends: unsubscribing leaves all of it.
         self.list_id = formataddr((site_name, f"notices.{composer.sender_domain}"))
 
-    def _variant(self, topics: tuple[str, ...], zone_name: str) -> _Variant | None:
-        key = (topics, zone_name)
+    def _variant(
+        self, topics: tuple[str, ...], zone_name: str, notice_ids: tuple[int, ...] = ()
+    ) -> _Variant | None:
+        key = (topics, zone_name, notice_ids)
         if key not in self._variants:
-            self._variants[key] = self._render(topics, zone_name)
+            self._variants[key] = self._render(topics, zone_name, notice_ids)
         return self._variants[key]
 
-    def _render(self, topics: tuple[str, ...], zone_name: str) -> _Variant | None:
+    def _render(
+        self, topics: tuple[str, ...], zone_name: str, notice_ids: tuple[int, ...] = ()
+    ) -> _Variant | None:
         wanted = set(topics) & self.campaign_topics
-        chosen = [notice for notice in self.notices if notice.kind in wanted]
+        chosen = [
+            notice
+            for notice in self.notices
+            if notice.kind in wanted and (not notice_ids or notice.id in notice_ids)
+        ]
         if not chosen:
             return None  # nobody gets an empty digest
         try:
@@ -149,7 +159,7 @@ class DigestRenderer:
         List mail carries the RFC 2369/8058 headers: List-Unsubscribe (the
         https URL, then mailto), List-Unsubscribe-Post, List-Id, List-Post: NO.
         """
-        variant = self._variant(recipient.topics, recipient.time_zone)
+        variant = self._variant(recipient.topics, recipient.time_zone, recipient.notice_ids)
         if variant is None:
             return None
         greeting = f"Hello {recipient.name}," if recipient.name else "Hello,"

@@ -36,4 +36,4 @@ def init_app(app: Flask, settings: Settings, templates: Path) -> None:
     )
     app.extensions["mailer.bucket"] = ratelimit.for_broker(settings.broker_url, settings.send_rate)
     app.extensions["mailer.breaker"] = Breaker(breaker.for_broker(settings.broker_url))
-    app.extensions["mailer.renderers"] = {}  # campaign id -> DigestRenderer, per process
+    app.extensions["mailer.renderers"] = {}  # (campaign id, notice count) -> DigestRenderer

@@ -247,6 +247,13 @@ class CampaignStatus(enum.StrEnum):
     FINISHED = "finished"
 
 
+class CampaignKind(enum.StrEnum):
+    MANUAL = "manual"  # composed and started by an editor
+    PUBLISHED = "published"  # automatic: the notices of one publishing window
+    WEEKLY = "weekly"  # automatic: the weekly digest
+    REMINDER = "reminder"  # automatic: a webinar starts soon
+
+
 class Campaign(Base):
     """A digest of notices sent once to every confirmed subscriber of its topics."""
 
@@ -264,6 +271,12 @@ class Campaign(Base):
     # Set when the relay is down or throttling (e.g. Gmail's 4.7.28): every
     # worker waits until then, so the whole campaign slows, not one message.
     hold_until: Mapped[datetime | None]
+    kind: Mapped[str] = mapped_column(
+        _enum(CampaignKind), default=CampaignKind.MANUAL, server_default=CampaignKind.MANUAL.value
+    )
+    # Automatic sends only: which one this is ("weekly:2026-W48", "reminder:12").
+    # Unique, so a beat tick run twice cannot make a second campaign.
+    slot: Mapped[str | None] = mapped_column(String(80), index=True, unique=True)
 
     @property
     def topic_list(self) -> list[str]:
@@ -310,6 +323,11 @@ class Delivery(Base):
     sent_at: Mapped[datetime | None]
     message_id: Mapped[str] = mapped_column(String(255), default="")
     last_error: Mapped[str] = mapped_column(Text, default="")
+    # Automatic sends choose each reader's notices when planning: their ids,
+    # comma-separated ("" = the campaign's notices), and the moment up to which
+    # notices were considered, where that reader's next automatic mail starts.
+    notice_ids: Mapped[str] = mapped_column(Text, default="", server_default="")
+    notices_until: Mapped[datetime | None]
 
     __table_args__ = (
         # Also what progress counts walk: a (campaign_id, status) index cost a
@@ -332,7 +350,34 @@ class Delivery(Base):
             sqlite_where=text("status = 'claimed'"),
         ),
         Index("ix_delivery_subscriber_id", "subscriber_id"),  # export, erasure, history
+        # Where a reader's last automatic mail left off (mailer.automatic): one
+        # probe per reader. Editors' campaigns leave notices_until empty: no entries.
+        Index(
+            "ix_delivery_reader_notices",
+            "subscriber_id",
+            "notices_until",
+            postgresql_where=text("notices_until IS NOT NULL"),
+            sqlite_where=text("notices_until IS NOT NULL"),
+        ),
     )
+
+
+class AutomaticSending(Base):
+    """The one row (id 1) that switches automatic sends off and on, and their cursor."""
+
+    __tablename__ = "automatic_sending"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    paused: Mapped[bool] = mapped_column(default=False)
+    changed_at: Mapped[datetime | None]
+    changed_by: Mapped[str] = mapped_column(String(320), default="")
+    # Set when automatic sends arrive on a list that already has notices: only
+    # notices created from then on are sent, not the archive.
+    notices_since: Mapped[datetime | None]
+    # Notices created before this went into an "as published" window already.
+    published_until: Mapped[datetime | None]
+    # Automatic campaigns the global pause stopped: resume restarts just these.
+    held_campaign_ids: Mapped[str] = mapped_column(Text, default="")
 
 
 class ApiToken(Base):

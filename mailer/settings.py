@@ -113,6 +113,16 @@ def _secret(raw: str) -> str:
     return raw
 
 
+def _hour(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 23:
+        raise ValueError("must be an hour from 0 to 23")
+    return value
+
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
 def _choice(*choices: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw.lower() not in choices:
@@ -144,6 +154,10 @@ class Settings:
     site_time_zone: str = "UTC"
     welcome_mail: bool = True
     default_frequency: str = "published"  # preselected at signup: published or weekly
+    publish_window_minutes: float = 15.0  # notices this close together go out in one mail
+    digest_weekday: str = "monday"  # the weekly digest's day ...
+    digest_hour: int = 8  # ... and hour, in each subscriber's own time zone
+    reminder_hours: float = 24.0  # a webinar's reminder goes this long before it starts
     block_disposable: bool = False
     captcha_provider: str = "none"
     captcha_site_key: str = ""
@@ -213,6 +227,10 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "trusted_proxies": _positive(int),
     "welcome_mail": _flag,
     "default_frequency": _choice("published", "weekly"),
+    "publish_window_minutes": _positive(float),
+    "digest_weekday": _choice(*WEEKDAYS),
+    "digest_hour": _hour,
+    "reminder_hours": _positive(float),
     "block_disposable": _flag,
     "captcha_provider": _choice("none", "turnstile", "hcaptcha"),
     "form_min_seconds": _positive(float),

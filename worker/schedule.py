@@ -17,6 +17,14 @@ def beat_schedule() -> dict[str, dict]:
         "start-due-campaigns": {"task": "mailer.start_due_campaigns", "schedule": 30.0},
         # New articles, videos and webinars from the site's RSS and Atom feeds.
         "poll-feeds": {"task": "mailer.poll_feeds", "schedule": crontab(minute="*/15")},
+        # Automatic sends: a publishing window closes, a time zone reaches the
+        # weekly digest hour, a webinar is a day away. Idempotent, so a tick
+        # delivered twice sends nothing twice.
+        "plan-automatic-sends": {
+            "task": "mailer.plan_automatic_sends",
+            "schedule": 60.0,
+            "options": {"queue": "bulk"},
+        },
         # Bounces, complaints and mailto unsubscribes from MAILER_BOUNCE_MAILBOX.
         "process-bounces": {"task": "mailer.process_bounces", "schedule": 300.0},
     }

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from celery import shared_task
 from flask import current_app
 from kombu.exceptions import OperationalError
 
-from mailer import campaigns, clock, db, delivery, feeds, mailbox, mailing, subscriptions
+from mailer import automatic, campaigns, clock, db, delivery, feeds, mailbox, mailing, subscriptions
 from mailer.digest import DigestRenderer
 from mailer.transport import TemporaryFailure
 
@@ -90,16 +90,18 @@ CAMPAIGN_PARALLELISM = 4
 
 def _renderer(campaign_id: int) -> DigestRenderer:
     cache = current_app.extensions["mailer.renderers"]
-    if campaign_id not in cache:
-        settings = current_app.extensions["mailer.settings"]
-        composer = current_app.extensions["mailer.composer"]
-        with current_app.extensions["mailer.sessionmaker"]() as session:
-            cache[campaign_id] = delivery.load_renderer(
+    with current_app.extensions["mailer.sessionmaker"]() as session:
+        # A weekly digest gains notices as later time zones come due: new count, new renderer.
+        key = (campaign_id, automatic.notice_count(session, campaign_id))
+        if key not in cache:
+            settings = current_app.extensions["mailer.settings"]
+            composer = current_app.extensions["mailer.composer"]
+            cache[key] = delivery.load_renderer(
                 session, campaign_id, composer, site_time_zone=settings.site_time_zone
             )
-        while len(cache) > 8:  # a long-lived worker sees many campaigns
-            cache.pop(next(iter(cache)))
-    return cache[campaign_id]
+    while len(cache) > 8:  # a long-lived worker sees many campaigns
+        cache.pop(next(iter(cache)))
+    return cache[key]
 
 
 @shared_task(name="mailer.send_batch", acks_late=True)
@@ -147,6 +149,27 @@ def start_due_campaigns() -> int:
     for campaign_id in due + campaigns.stalled_campaigns(session, now=now):
         start_sending(campaign_id)
     return len(due)
+
+
+@shared_task(name="mailer.plan_automatic_sends")
+def plan_automatic_sends(at: str | None = None) -> int:
+    """Plan what is due (as published, weekly digests, webinar reminders), then start it.
+
+    `at` (ISO 8601) runs the tick as of that moment; the beat passes nothing.
+    Commit-then-enqueue: should the worker die in between, start_due_campaigns
+    picks the committed campaigns up as stalled.
+    """
+    settings = current_app.extensions["mailer.settings"]
+    session = db.get_session()
+    started = automatic.plan_due(
+        session,
+        automatic.Schedule.from_settings(settings),
+        now=datetime.fromisoformat(at) if at else clock.now(),
+    )
+    session.commit()
+    for campaign_id in started:
+        start_sending(campaign_id)
+    return len(started)
 
 
 @shared_task(name="mailer.poll_feeds")

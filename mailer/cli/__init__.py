@@ -36,7 +36,7 @@ def main() -> None:
 
 def _register() -> None:
     # Imported here: the command modules import alembic_config/upgrade from this one.
-    from mailer.cli import admin, bounces, campaigns, dkim, housekeeping, notices, privacy
+    from mailer.cli import admin, auto, bounces, campaigns, dkim, housekeeping, notices, privacy
 
     for group in (
         housekeeping.db_group,
@@ -45,6 +45,7 @@ def _register() -> None:
         notices.api_token_group,
         notices.feed_group,
         campaigns.campaign_group,
+        auto.auto_group,
         bounces.bounces_group,
         dkim.dkim_group,
         admin.admin_group,
