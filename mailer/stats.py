@@ -58,6 +58,7 @@ class CampaignCounts:
     id: int
     subject: str
     status: str
+    kind: str  # manual, or which automatic send (published, weekly, reminder)
     created_at: datetime
     send_at: datetime | None
     started_at: datetime | None
@@ -205,6 +206,7 @@ def _with_counts(session: Session, campaigns: list[Campaign]) -> list[CampaignCo
             id=campaign.id,
             subject=campaign.subject,
             status=campaign.status,
+            kind=campaign.kind,
             created_at=campaign.created_at,
             send_at=campaign.send_at,
             started_at=campaign.started_at,

@@ -19,12 +19,12 @@ from flask import (
 from kombu.exceptions import OperationalError
 from sqlalchemy import select
 
-from mailer import addresses, campaigns, clock, db, delivery, digest, stats
+from mailer import addresses, automatic, campaigns, clock, db, delivery, digest, stats
 from mailer.errors import CampaignNotFound, InvalidAddress, InvalidCampaign
 from mailer.models import Campaign, CampaignNotice, CampaignStatus, Notice, Topic
 from mailer.transport import Outgoing
 from mailer.web.admin import bp
-from mailer.web.admin.auth import audit, login_required
+from mailer.web.admin.auth import audit, current_account, login_required
 from mailer.web.admin.common import from_local_input, local_time, settings, to_local_input
 from mailer.web.forms import TOPIC_LABELS
 from worker import tasks
@@ -72,7 +72,29 @@ def campaigns_list() -> str:
         "web/admin/campaigns.html",
         campaigns=rows[:PAGE],
         next_before=rows[PAGE - 1].id if len(rows) > PAGE else None,
+        automatic=automatic.status(db.get_session(), latest=0),
     )
+
+
+@bp.post("/automatic/<action>")
+@login_required
+def automatic_switch(action: str) -> Response:
+    """Pause or resume every automatic send at once (as-published, weekly, reminders)."""
+    if action not in {"pause", "resume"}:
+        abort(404)
+    session = db.get_session()
+    actor = current_account().email
+    if action == "pause":
+        automatic.pause(session, now=clock.now(), by=actor)
+        resumed: list[int] = []
+    else:
+        resumed = automatic.resume(session, now=clock.now(), by=actor)
+    audit(f"automatic.{action}", "automatic sending")
+    session.commit()  # before the workers are told: they must see the new state
+    for campaign_id in resumed:
+        _start_sending(campaign_id)
+    flash("Automatic sending paused." if action == "pause" else "Automatic sending resumed.", "ok")
+    return redirect(url_for("admin.campaigns_list"), code=303)
 
 
 def _compose_page(values: dict, error: str = "") -> str:
