@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/campaign.py $(BENCH_FLAGS)
 	$(BIN)/python bench/signing.py $(BENCH_FLAGS)
 	$(BIN)/python bench/subscriber_search.py
+	$(BIN)/python bench/automatic.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
