@@ -22,7 +22,7 @@ import enum
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email import message_from_bytes, policy
@@ -311,6 +311,18 @@ def _of_mail(session: Session, mail: TransactionalMail) -> Target:
     return Target(mail.email, subscriber, mail=mail)
 
 
+def _unsubscribe_ids(report: Report, secret_key: str) -> Iterator[tuple[int, int]]:
+    """(subscriber id, campaign id or 0) of each unsubscribe token that verifies."""
+    for token in report.unsubscribe_tokens:
+        try:
+            subscriber_id, campaign_id = tokens.read_compact(
+                secret_key, tokens.Purpose.UNSUBSCRIBE, token, 2
+            )
+        except InvalidToken:
+            continue
+        yield subscriber_id, campaign_id
+
+
 def _by_token(session: Session, report: Report, secret_key: str) -> Target | Outcome | None:
     """The target a valid token names; FORGED when tokens are there but none verifies."""
     valid = False
@@ -329,13 +341,7 @@ def _by_token(session: Session, report: Report, secret_key: str) -> Target | Out
                 return target
             if isinstance(row, TransactionalMail):
                 return _of_mail(session, row)
-    for token in report.unsubscribe_tokens:
-        try:
-            subscriber_id, campaign_id = tokens.read_compact(
-                secret_key, tokens.Purpose.UNSUBSCRIBE, token, 2
-            )
-        except InvalidToken:
-            continue
+    for subscriber_id, campaign_id in _unsubscribe_ids(report, secret_key):
         valid = True
         subscriber = session.get(Subscriber, subscriber_id, with_for_update=True)
         if subscriber is not None:
@@ -396,13 +402,7 @@ def apply(session: Session, report: Report, *, secret_key: str, now: datetime) -
 
 
 def _unsubscribe(session: Session, report: Report, *, secret_key: str, now: datetime) -> Outcome:
-    for token in report.unsubscribe_tokens:
-        try:
-            subscriber_id, campaign_id = tokens.read_compact(
-                secret_key, tokens.Purpose.UNSUBSCRIBE, token, 2
-            )
-        except InvalidToken:
-            continue
+    for subscriber_id, campaign_id in _unsubscribe_ids(report, secret_key):
         try:
             changed = subscriptions.unsubscribe(
                 session, subscriber_id, now=now, channel="mailto", campaign_id=campaign_id or None

@@ -138,3 +138,27 @@ def settings_env(settings) -> dict[str, str]:
         value = getattr(settings, field.name)
         env[name] = str(value).lower() if isinstance(value, bool) else str(value)
     return env
+
+
+def run_campaign(
+    app: Flask, session, notice_ids: list[int], *, subject: str = "New this week"
+) -> int:
+    """Create and start a campaign, hand it to the running worker, wait until it is finished."""
+    from mailer import campaigns
+    from mailer.models import Campaign
+    from worker import tasks
+
+    campaign_id = campaigns.create_campaign(
+        session, subject=subject, notice_ids=notice_ids, now=clock.now()
+    )
+    campaigns.start_campaign(session, campaign_id, now=clock.now())
+    session.commit()  # the worker must see the deliveries
+    with app.app_context():
+        tasks.start_sending(campaign_id)
+
+    def finished():
+        session.expire_all()
+        return session.get(Campaign, campaign_id).status == "finished"
+
+    wait_until(finished, timeout=60)
+    return campaign_id

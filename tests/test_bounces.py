@@ -25,11 +25,10 @@ from click.testing import CliRunner
 from flask.cli import ScriptInfo
 from sqlalchemy import func, select
 
-from mailer import bounces, campaigns, clock, mailbox, notices, suppression, tokens
+from mailer import bounces, clock, mailbox, notices, suppression, tokens
 from mailer.cli import main
 from mailer.mailbox import MailboxUnavailable
 from mailer.models import (
-    Campaign,
     Delivery,
     MailStatus,
     Subscriber,
@@ -38,7 +37,7 @@ from mailer.models import (
 )
 from mailer.settings import Settings, SettingsError
 from tests.conftest import running_worker
-from tests.helpers import add_confirmed, post_signup, wait_until
+from tests.helpers import add_confirmed, post_signup, run_campaign
 from worker import tasks
 from worker.schedule import beat_schedule
 
@@ -72,23 +71,8 @@ def _send_campaign(app, session) -> int:
         source="cli",
         now=now,
     )
-    campaign_id = campaigns.create_campaign(
-        session, subject="New this week", notice_ids=[notice_id], now=now
-    )
-    campaigns.start_campaign(session, campaign_id, now=now)
-    session.commit()
     with running_worker(app):
-        with app.app_context():
-            tasks.start_sending(campaign_id)
-
-        def finished():
-            session.expire_all()
-            return session.scalar(select(Campaign.status).where(Campaign.id == campaign_id)) == (
-                "finished"
-            )
-
-        wait_until(finished, timeout=60)
-    return campaign_id
+        return run_campaign(app, session, [notice_id])
 
 
 def _received(inbox, address: str, campaign_number: int = 1):

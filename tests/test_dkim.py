@@ -21,18 +21,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from dkim.canonicalization import Relaxed
 from dkim.util import parse_tag_value
-from sqlalchemy import select
 
-from mailer import campaigns, clock, create_app, notices
+from mailer import clock, create_app, notices
 from mailer.cli import main
 from mailer.dkim_signing import public_record, relaxed_body
-from mailer.models import Campaign
 from mailer.settings import Settings, SettingsError
 from mailer.transport import OutboxTransport, PermanentFailure, SMTPTransport
 from tests.conftest import running_worker
-from tests.helpers import add_confirmed, free_port, post_signup, wait_until
+from tests.helpers import add_confirmed, free_port, post_signup, run_campaign
 from tests.smtp_sink import Inbox
-from worker import tasks
 
 SELECTOR = "mail2026"
 DOMAIN = "mailer.test"  # the domain of the test settings' MAILER_FROM
@@ -130,21 +127,8 @@ def _campaign(app, session, emails: list[str]) -> None:
     )
     for email in emails:
         add_confirmed(session, email, ("article",))
-    campaign_id = campaigns.create_campaign(
-        session, subject="New this week", notice_ids=[notice_id], now=clock.now()
-    )
-    campaigns.start_campaign(session, campaign_id, now=clock.now())
-    session.commit()
     with running_worker(app):
-        with app.app_context():
-            tasks.start_sending(campaign_id)
-
-        def finished():
-            session.expire_all()
-            status = session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
-            return status == "finished"
-
-        wait_until(finished, timeout=60)
+        run_campaign(app, session, [notice_id])
 
 
 def test_campaign_mail_verifies_and_covers_one_click_unsubscribe(signing_app, session, inbox):

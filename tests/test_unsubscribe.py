@@ -7,8 +7,8 @@ import re
 import pytest
 from sqlalchemy import func, select
 
-from mailer import campaigns, clock, notices, suppression
-from mailer.models import Campaign, Delivery, Subscriber, Suppression, TransactionalMail
+from mailer import clock, notices, suppression
+from mailer.models import Delivery, Subscriber, Suppression, TransactionalMail
 from tests.conftest import running_worker
 from tests.helpers import (
     PREFERENCES_LINK,
@@ -17,11 +17,10 @@ from tests.helpers import (
     html_part,
     link,
     path_of,
+    run_campaign,
     text_part,
-    wait_until,
 )
 from tests.smtp_sink import Received
-from worker import tasks
 
 UNSUBSCRIBE_URL = re.compile(r"<(https?://[^>]+/u/[^>]+)>")
 
@@ -38,23 +37,6 @@ def _notice(session, kind: str = "article", title: str = "Sleep and pain") -> in
         source="cli",
         now=clock.now(),
     )
-
-
-def _send(app, session, notice_ids: list[int], subject: str = "New this week") -> int:
-    campaign_id = campaigns.create_campaign(
-        session, subject=subject, notice_ids=notice_ids, now=clock.now()
-    )
-    campaigns.start_campaign(session, campaign_id, now=clock.now())
-    session.commit()
-    with app.app_context():
-        tasks.start_sending(campaign_id)
-
-    def finished():
-        session.expire_all()
-        return session.get(Campaign, campaign_id).status == "finished"
-
-    wait_until(finished, timeout=60)
-    return campaign_id
 
 
 def _unsubscribe_path(received: Received) -> str:
@@ -75,7 +57,7 @@ def test_campaign_mail_carries_the_list_headers_verbatim_once(make_app, session,
     add_confirmed(session, "ann@example.org")
     notice = _notice(session)
     with running_worker(list_app):
-        _send(list_app, session, [notice])
+        run_campaign(list_app, session, [notice])
     [received] = inbox.wait_for("ann@example.org")
     raw = received.raw.decode()
     for name in ("List-Unsubscribe", "List-Unsubscribe-Post", "List-Id", "List-Post"):
@@ -103,7 +85,7 @@ def test_one_click_post_as_gmail_sends_it(list_app, session, inbox):
     add_confirmed(session, "bob@example.org")
     notice = _notice(session)
     with running_worker(list_app):
-        first = _send(list_app, session, [notice])
+        first = run_campaign(list_app, session, [notice])
         path = _unsubscribe_path(inbox.wait_for("ann@example.org")[0])
 
         mailbox_provider = list_app.test_client(use_cookies=False)
@@ -129,7 +111,7 @@ def test_one_click_post_as_gmail_sends_it(list_app, session, inbox):
         again = mailbox_provider.post(path, data={"List-Unsubscribe": "One-Click"})
         assert again.status_code == 200  # form-urlencoded this time, and harmless
 
-        _send(list_app, session, [notice], subject="The next one")
+        run_campaign(list_app, session, [notice], subject="The next one")
     assert [r.message["Subject"] for r in inbox.wait_for("bob@example.org", count=2)] == [
         "New this week",
         "The next one",
@@ -190,7 +172,7 @@ def test_preferences_change_what_the_next_digest_holds(list_app, session, inbox)
     article, video = _notice(session), _notice(session, "video", "Gentle stretches")
     client = list_app.test_client()
     with running_worker(list_app):
-        _send(list_app, session, [article, video])
+        run_campaign(list_app, session, [article, video])
         path, csrf = _preferences(client, inbox.wait_for("ann@example.org")[0])
         saved = client.post(
             path,
@@ -203,7 +185,7 @@ def test_preferences_change_what_the_next_digest_holds(list_app, session, inbox)
             },
         )
         assert saved.status_code == 200 and "Your preferences are saved" in saved.text
-        _send(list_app, session, [article, video], subject="Second")
+        run_campaign(list_app, session, [article, video], subject="Second")
     second = inbox.wait_for("ann@example.org", count=2)[1]
     assert "Gentle stretches" in text_part(second.message)
     assert "Sleep and pain" not in text_part(second.message)
@@ -216,7 +198,7 @@ def test_bad_preferences_input_is_refused_and_nothing_changes(list_app, session,
     add_confirmed(session, "ann@example.org", ("article",), name="Ann")
     client = list_app.test_client()
     with running_worker(list_app):
-        _send(list_app, session, [_notice(session)])
+        run_campaign(list_app, session, [_notice(session)])
         path, csrf = _preferences(client, inbox.wait_for("ann@example.org")[0])
     answer = client.post(
         path,
@@ -233,7 +215,7 @@ def test_new_address_needs_confirmation_from_that_mailbox(list_app, session, inb
     add_confirmed(session, "old@example.org", ("article",))
     client = list_app.test_client()
     with running_worker(list_app):
-        _send(list_app, session, [_notice(session)])
+        run_campaign(list_app, session, [_notice(session)])
         path, csrf = _preferences(client, inbox.wait_for("old@example.org")[0])
         asked = client.post(
             path + "/address", data={"csrf_token": csrf, "address-email": "New@Example.org"}
@@ -287,7 +269,7 @@ def test_download_my_data_from_the_preferences_page(list_app, session, inbox):
     add_confirmed(session, "ann@example.org", name="Ann")
     client = list_app.test_client()
     with running_worker(list_app):
-        _send(list_app, session, [_notice(session)])
+        run_campaign(list_app, session, [_notice(session)])
         path, _csrf = _preferences(client, inbox.wait_for("ann@example.org")[0])
     data = client.get(path + "/data.json")
     assert data.status_code == 200 and data.mimetype == "application/json"
