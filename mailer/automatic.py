@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
-from mailer import campaigns
+from mailer import campaigns, timestamps
 from mailer.compose import topic_phrase
 from mailer.digest import KIND_LABELS
 from mailer.models import (
@@ -114,8 +114,7 @@ class Status:
 
 
 def _utc(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return timestamps.as_utc(moment)  # stored moments are aware UTC on both databases
 
 
 def _news(notice: Row) -> bool:

@@ -8,11 +8,14 @@ from flask import Flask, current_app, g
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailer import timestamps
+
 
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets the settings that let web, worker and beat share it."""
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
+    timestamps.register_sqlite_adapter()
     engine = create_engine(url, connect_args={"timeout": 30})
 
     @event.listens_for(engine, "connect")

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DataError, IntegrityError, NoResultFound
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailer import notices
+from mailer import notices, timestamps
 from mailer.errors import InvalidFeed, InvalidNotice
 from mailer.models import Feed, NoticeKind
 
@@ -210,8 +210,10 @@ def _image(entry: Any, base: str) -> str:
 
 
 def _event_time(value: object) -> datetime | None:
+    # Without an offset nobody can tell which moment is meant: no start time,
+    # and the notice is refused as a webinar without one.
     try:
-        return datetime.fromisoformat(value) if isinstance(value, str) else None
+        return timestamps.parse_iso(value) if isinstance(value, str) else None
     except ValueError:
         return None
 
@@ -220,7 +222,7 @@ def _webinar_times(entry: Any) -> tuple[datetime | None, int | None]:
     # RSS feeds carry no start time of their own; the RSS event module
     # (ev:startdate, ev:enddate) is the common way to add one.
     start, end = _event_time(entry.get("ev_startdate")), _event_time(entry.get("ev_enddate"))
-    if start is None or end is None or (start.tzinfo is None) != (end.tzinfo is None):
+    if start is None or end is None:
         return start, None
     return start, round((end - start).total_seconds() / 60)
 

@@ -20,7 +20,7 @@ import io
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import islice
 from typing import BinaryIO
 
@@ -275,10 +275,7 @@ def _existing(session: Session, emails: Sequence[str]) -> dict[str, datetime]:
 
 
 def _same_moment(stored: datetime, now: datetime) -> bool:
-    # SQLite hands back the UTC time without its zone; PostgreSQL with it.
-    if stored.tzinfo is not None:
-        return stored == now
-    return stored == now.astimezone(UTC).replace(tzinfo=None)
+    return stored == now  # both aware (mailer.timestamps), on either database
 
 
 def _screen(

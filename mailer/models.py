@@ -6,7 +6,6 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import (
-    DateTime,
     ForeignKey,
     Index,
     MetaData,
@@ -16,6 +15,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from mailer.timestamps import UTCDateTime
 
 # Stable constraint names keep Alembic diffs and downgrades predictable.
 NAMING = {
@@ -29,7 +30,8 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: DateTime(timezone=True)}
+    # Every Mapped[datetime] is aware UTC on both databases (mailer.timestamps).
+    type_annotation_map = {datetime: UTCDateTime}
 
 
 class Topic(enum.StrEnum):

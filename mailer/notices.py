@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mailer import timestamps
 from mailer.errors import InvalidNotice
 from mailer.models import CampaignNotice, Notice, NoticeKind
 
@@ -46,10 +47,13 @@ def _http_url(name: str, value: str, *, required: bool) -> str:
     return value
 
 
-def _aware(name: str, value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise InvalidNotice(f"{name} needs a time zone offset, e.g. 2026-12-01T17:00:00+01:00")
-    return value
+def _utc(name: str, value: datetime | None) -> datetime | None:
+    try:
+        return None if value is None else timestamps.as_utc(value)
+    except timestamps.NaiveDatetime:
+        raise InvalidNotice(
+            f"{name} needs a time zone offset, e.g. 2026-12-01T17:00:00+01:00"
+        ) from None
 
 
 def check(draft: NoticeDraft) -> NoticeDraft:
@@ -61,10 +65,12 @@ def check(draft: NoticeDraft) -> NoticeDraft:
         raise InvalidNotice("title is required")
     if len(title) > 300:
         raise InvalidNotice("title must be at most 300 characters")
-    _aware("published_at", draft.published_at)
-    _aware("starts_at", draft.starts_at)
+    published_at, starts_at = (
+        _utc("published_at", draft.published_at),
+        _utc("starts_at", draft.starts_at),
+    )
     if draft.kind == NoticeKind.WEBINAR:
-        if draft.starts_at is None:
+        if starts_at is None:
             raise InvalidNotice("a webinar needs starts_at")
         if not draft.duration_minutes or not 0 < draft.duration_minutes <= 24 * 60:
             raise InvalidNotice("a webinar needs duration_minutes between 1 and 1440")
@@ -79,8 +85,8 @@ def check(draft: NoticeDraft) -> NoticeDraft:
         url=_http_url("url", draft.url, required=True),
         summary=draft.summary.strip()[:5000],
         image_url=_http_url("image_url", draft.image_url, required=False),
-        published_at=draft.published_at,
-        starts_at=draft.starts_at,
+        published_at=published_at,
+        starts_at=starts_at,
         duration_minutes=draft.duration_minutes,
         time_zone=draft.time_zone,
         join_url=_http_url("join_url", draft.join_url, required=False),

@@ -127,8 +127,7 @@ def _per_day(
     days: Counter[date] = Counter()
     for moment in session.scalars(select(column).where(*where)):
         if moment is not None:
-            aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-            days[aware.astimezone(zone).date()] += 1
+            days[moment.astimezone(zone).date()] += 1
     return days
 
 

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import logging
 import random
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from celery import shared_task
 from flask import current_app
 from kombu.exceptions import OperationalError
 
-from mailer import automatic, campaigns, clock, db, delivery, feeds, mailbox, mailing, subscriptions
+from mailer import (
+    automatic,
+    campaigns,
+    clock,
+    db,
+    delivery,
+    feeds,
+    mailbox,
+    mailing,
+    subscriptions,
+    timestamps,
+)
 from mailer.digest import DigestRenderer
 from mailer.transport import TemporaryFailure
 
@@ -164,7 +175,7 @@ def plan_automatic_sends(at: str | None = None) -> int:
     started = automatic.plan_due(
         session,
         automatic.Schedule.from_settings(settings),
-        now=datetime.fromisoformat(at) if at else clock.now(),
+        now=timestamps.parse_iso(at) if at else clock.now(),
     )
     session.commit()
     for campaign_id in started:

@@ -7,6 +7,7 @@ from typing import NoReturn
 
 import click
 
+from mailer import timestamps
 from mailer.errors import MailerError
 
 
@@ -14,12 +15,11 @@ def when(value: str | None) -> datetime | None:
     if not value:
         return None
     try:
-        moment = datetime.fromisoformat(value)
+        return timestamps.parse_iso(value)
+    except timestamps.NaiveDatetime:
+        raise click.BadParameter(f"{value!r} needs a time zone offset, e.g. +01:00 or Z") from None
     except ValueError:
         raise click.BadParameter(f"{value!r} is not an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        raise click.BadParameter(f"{value!r} needs a time zone offset, e.g. +01:00 or Z")
-    return moment
 
 
 def fail(error: MailerError) -> NoReturn:

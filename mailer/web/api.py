@@ -10,7 +10,7 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from mailer import api_tokens, campaigns, clock, db, notices
+from mailer import api_tokens, campaigns, clock, db, notices, timestamps
 from mailer.errors import CampaignNotFound, CampaignStateConflict, InvalidCampaign, InvalidNotice
 from mailer.models import Notice
 from worker import tasks
@@ -87,7 +87,11 @@ def _time(name: str, value: object) -> datetime | None:
     if not isinstance(value, str):
         raise InvalidNotice(f"{name} must be an ISO 8601 string")
     try:
-        return datetime.fromisoformat(value)
+        return timestamps.parse_iso(value)
+    except timestamps.NaiveDatetime:
+        raise InvalidNotice(
+            f"{name} needs a time zone offset, e.g. 2026-12-01T17:00:00+01:00"
+        ) from None
     except ValueError:
         raise InvalidNotice(f"{name} is not an ISO 8601 time: {value[:40]!r}") from None
 

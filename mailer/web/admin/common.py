@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 
+from mailer import timestamps
 from mailer.settings import Settings
 from mailer.transport import OutboxTransport
 
@@ -28,7 +29,7 @@ def local_time(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M %Z") -> str:
 
 
 def from_local_input(value: str, zone: ZoneInfo | None = None) -> datetime | None:
-    """A browser's datetime-local value ("2026-12-03T17:00"), read in `zone` or the site's.
+    """A browser's datetime-local value ("2026-12-03T17:00") in `zone` or the site's, as UTC.
 
     Raises ValueError with a message fit for the page.
     """
@@ -36,14 +37,11 @@ def from_local_input(value: str, zone: ZoneInfo | None = None) -> datetime | Non
     if not value:
         return None
     try:
-        moment = datetime.fromisoformat(value)
+        return timestamps.parse_iso(value, zone=zone or site_zone())
     except ValueError:
         raise ValueError(
             f"{value[:40]!r} is not a date and time such as 2026-12-03T17:00"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=zone or site_zone())
-    return moment
 
 
 def to_local_input(moment: datetime | None, zone: ZoneInfo | None = None) -> str:
