@@ -19,9 +19,15 @@ def _database() -> str:
 
 
 def _broker() -> str:
+    celery = current_app.extensions["celery"]
     try:
-        with current_app.extensions["celery"].connection_for_write() as connection:
+        with celery.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=2)
+            # A round trip: the embedded broker's "connection" opens no file,
+            # so only a query finds an SQLite broker that cannot be read.
+            connection.default_channel.queue_declare(
+                queue=celery.conf.task_default_queue, durable=True, auto_delete=False
+            )
     except Exception as error:  # any failure is the answer, not a crash
         return f"error: {type(error).__name__}"
     return "ok"
