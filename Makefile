@@ -16,11 +16,14 @@ $(STAMP): pyproject.toml requirements.lock
 run: $(STAMP)
 	$(BIN)/python -m mailer.devserver
 
-## test: ruff, then every test (PostgreSQL, Redis, aiosmtpd, Celery, Chromium)
+## test: ruff, then every test on both backends (PostgreSQL + Redis, and the embedded
+## SQLite default), in TEST_WORKERS parallel processes (pytest-xdist), each with its own
+## PostgreSQL database and Redis number
+TEST_WORKERS ?= 2
 test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 ## browser: Debian's Chromium for the Playwright tests (Playwright cannot download one here)
 browser:

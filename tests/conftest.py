@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager, suppress
+from pathlib import Path
 
 import psycopg
 import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
 from flask import Flask
+from kombu.transport import sqlalchemy as kombu_sqlalchemy
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -28,8 +31,14 @@ PG_URL = os.environ.get(
     "MAILER_TEST_DATABASE_URL",
     f"postgresql+psycopg://postgres@127.0.0.1:5432/mailer_test_{os.getpid()}",
 )
+# kombu polls an SQLite broker once a second when idle; a tenth keeps the
+# sqlite half of the suite from waiting on it (`make run` keeps the default).
+kombu_sqlalchemy.Transport.polling_interval = 0.1
 REDIS_BASE = os.environ.get("MAILER_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 REDIS_LOCK = "mailer:test-run"
+# Several runs at once, each with several xdist workers, each worker its own number.
+REDIS_NUMBERS = range(15, 0, -1)
+BACKENDS = ("pg", "sqlite")  # PostgreSQL + Redis, and the embedded default (SQLite, sqla broker)
 
 
 def _alive(pid: int) -> bool:
@@ -43,8 +52,8 @@ def _alive(pid: int) -> bool:
 
 
 def _claim_redis_db() -> tuple[str, redis.Redis]:
-    """Claim a Redis database number no other test run holds (15 down to 8)."""
-    for number in range(15, 7, -1):
+    """Claim a Redis database number no other test process holds (15 down to 1)."""
+    for number in REDIS_NUMBERS:
         client = redis.Redis.from_url(f"{REDIS_BASE}/{number}")
         if client.set(REDIS_LOCK, os.getpid(), nx=True, ex=4 * 3600):
             return f"{REDIS_BASE}/{number}", client
@@ -54,29 +63,81 @@ def _claim_redis_db() -> tuple[str, redis.Redis]:
             client.set(REDIS_LOCK, os.getpid(), ex=4 * 3600)
             return f"{REDIS_BASE}/{number}", client
         client.close()
-    raise RuntimeError("every Redis test database (8-15) is held by another test run")
+    raise RuntimeError(
+        f"every Redis test database ({REDIS_NUMBERS[-1]}-{REDIS_NUMBERS[0]}) is held by another"
+        " test process"
+    )
 
 
-REDIS_URL, _REDIS_CLAIM = _claim_redis_db()
+_REDIS_CLAIM: list[tuple[str, redis.Redis]] = []
+
+
+def redis_test_url() -> str:
+    """This process's Redis database, claimed on first use (an xdist controller claims none)."""
+    if not _REDIS_CLAIM:
+        _REDIS_CLAIM.append(_claim_redis_db())
+    return _REDIS_CLAIM[0][0]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     # Whatever the run used, its Redis database is free again (a killed run's
     # claim is taken over by the next run, see _claim_redis_db).
-    _REDIS_CLAIM.delete(REDIS_LOCK)
+    for _url, client in _REDIS_CLAIM:
+        client.delete(REDIS_LOCK)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that reaches the database runs once per backend: test[pg], test[sqlite]."""
+    if "backend" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("only_backend")
+    names = list(marker.args) if marker else list(BACKENDS)
+    if marker and not (metafunc.function.__doc__ or "").strip():
+        raise pytest.UsageError(f"{metafunc.function.__name__}: its docstring must say why {names}")
+    if unknown := set(names) - set(BACKENDS):
+        raise pytest.UsageError(f"{metafunc.function.__name__}: unknown backend {unknown}")
+    metafunc.parametrize("backend", names, indirect=True, scope="session", ids=names)
+
+
+@pytest.fixture(scope="session")
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which backend this test runs on: "pg" (PostgreSQL, Redis) or "sqlite" (embedded)."""
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return redis_test_url()
 
 
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh database of this run's own, built by the migrations themselves."""
     name = PG_URL.rsplit("/", 1)[1]
-    with psycopg.connect(PG_ADMIN, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{name}"')
+    _recreate_pg_database(name, create=True)
     upgrade(PG_URL)
     yield PG_URL
+    _recreate_pg_database(name, create=False)
+
+
+def _recreate_pg_database(name: str, *, create: bool) -> None:
     with psycopg.connect(PG_ADMIN, autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if create:
+            connection.execute(f'CREATE DATABASE "{name}"')
+
+
+@pytest.fixture
+def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A database of the test's own with no tables yet: for tests of the migrations."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    url = f"{PG_URL}_empty"
+    name = url.rsplit("/", 1)[1]
+    _recreate_pg_database(name, create=True)
+    yield url
+    _recreate_pg_database(name, create=False)
 
 
 @pytest.fixture(scope="session")
@@ -84,6 +145,29 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'mailer.db'}"
     upgrade(url)
     return url
+
+
+@pytest.fixture(scope="session")
+def database_url(backend: str, request: pytest.FixtureRequest) -> str:
+    return request.getfixturevalue("pg_url" if backend == "pg" else "sqlite_url")
+
+
+@pytest.fixture(scope="session")
+def sqlite_broker(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded default's broker: kombu's SQLAlchemy transport on an SQLite file."""
+    return tmp_path_factory.mktemp("broker") / "broker.db"
+
+
+@pytest.fixture
+def broker_url(backend: str, request: pytest.FixtureRequest) -> str:
+    """The test's broker, emptied first: leftover tasks would run in the next test's worker."""
+    if backend == "pg":
+        return request.getfixturevalue("redis_url")  # clean_redis empties it
+    path = request.getfixturevalue("sqlite_broker")
+    # suppress: no such table while no worker has run yet.
+    with closing(sqlite3.connect(path, timeout=30)) as db, db, suppress(sqlite3.OperationalError):
+        db.execute("DELETE FROM kombu_message")
+    return f"sqla+sqlite:///{path}"
 
 
 @pytest.fixture(scope="session")
@@ -101,10 +185,10 @@ def inbox(smtp: tuple[Inbox, int]) -> Inbox:
 
 
 @pytest.fixture(autouse=True)
-def clean_redis() -> Iterator[None]:
+def clean_redis(redis_url: str) -> Iterator[None]:
     # Leftover task messages would be run by the next test's worker.
     # Keys other than the run's claim go; the claim stays.
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(redis_url)
     for key in client.scan_iter():
         if key != REDIS_LOCK.encode():
             client.delete(key)
@@ -113,15 +197,17 @@ def clean_redis() -> Iterator[None]:
 
 
 @pytest.fixture
-def make_settings(smtp: tuple[Inbox, int], pg_url: str) -> Callable[..., Settings]:
+def make_settings(
+    smtp: tuple[Inbox, int], database_url: str, broker_url: str
+) -> Callable[..., Settings]:
     def build(**overrides: object) -> Settings:
         values: dict[str, object] = {
             "secret_key": "test-secret-key",
             "base_url": "http://mailer.test",
             "sender": "Health Notices <notices@mailer.test>",
             "postal_address": "1 Test Street, Testville",
-            "database_url": pg_url,
-            "broker_url": REDIS_URL,
+            "database_url": database_url,
+            "broker_url": broker_url,
             "smtp_url": f"smtp://127.0.0.1:{smtp[1]}",
             "check_deliverability": False,
             "retry_backoff": 0.2,
@@ -139,7 +225,9 @@ def _truncate(app: Flask) -> None:
     tables = [table.name for table in reversed(Base.metadata.sorted_tables)]
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
-            connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            # No RESTART IDENTITY: ids go on rising from test to test, as SQLite's
+            # AUTOINCREMENT ids do, so no test can lean on a row being number 1.
+            connection.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
         else:
             for table in tables:
                 connection.execute(text(f"DELETE FROM {table}"))

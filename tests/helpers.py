@@ -127,6 +127,19 @@ def add_confirmed(
     return subscriber.id
 
 
+def move_back(session, column, delta: timedelta, *where) -> None:
+    """Make the rows' `column` `delta` earlier, as if that much time had passed.
+
+    In Python: SQL date arithmetic is not portable (SQLite has none).
+    """
+    from sqlalchemy import select
+
+    model = column.class_
+    for row in session.scalars(select(model).where(*where)):
+        setattr(row, column.key, getattr(row, column.key) - delta)
+    session.commit()
+
+
 def settings_env(settings) -> dict[str, str]:
     """The MAILER_* environment that makes a separate process build the same Settings."""
     import dataclasses

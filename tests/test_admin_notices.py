@@ -119,7 +119,7 @@ def test_edit_a_notice(app: Flask) -> None:
     bad = post(client, f"/admin/notices/{notice.id}/edit", {**ARTICLE, "url": "ftp://x"})
     assert bad.status_code == 400
     assert _notices(app)[0].url == ARTICLE["url"]  # the bad edit changed nothing
-    assert client.get("/admin/notices/999/edit").status_code == 404
+    assert client.get("/admin/notices/2147483647/edit").status_code == 404
     assert _actions(app)[-1] == ("notice.edit", f"notice {notice.id}", "Low-dose naltrexone")
 
 
@@ -135,10 +135,12 @@ def test_delete_a_notice_unless_a_campaign_uses_it(app: Flask) -> None:
             source="cli",
             now=clock.now(),
         )
-        campaigns.create_campaign(session, subject="Used", notice_ids=[kept], now=clock.now())
+        used_by = campaigns.create_campaign(
+            session, subject="Used", notice_ids=[kept], now=clock.now()
+        )
         session.commit()
     refused = post(client, f"/admin/notices/{kept}/delete", follow_redirects=True)
-    assert f"notice {kept} is part of campaign 1" in refused.get_data(as_text=True)
+    assert f"notice {kept} is part of campaign {used_by}" in refused.get_data(as_text=True)
     deleted = post(client, f"/admin/notices/{spare}/delete", follow_redirects=True)
     assert f"Notice {spare} deleted." in deleted.get_data(as_text=True)
     assert [notice.id for notice in _notices(app)] == [kept]
@@ -153,21 +155,24 @@ def test_feeds_show_their_last_poll_imports_and_error(app: Flask) -> None:
     assert "https://site.example/feed.xml" in page and "not yet" in page
     with app.extensions["mailer.sessionmaker"]() as session:
         feed = session.scalars(select(Feed)).one()
+        feed_id = feed.id
         feed.last_polled_at = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
         feed.imported_count = 12
         feed.last_error = "HTTP 404 Not Found"
         session.commit()
     page = client.get("/admin/feeds").get_data(as_text=True)
     assert "2026-11-24 09:30 UTC" in page and ">12<" in page and "HTTP 404 Not Found" in page
-    assert _actions(app) == [("feed.add", "feed 1", "https://site.example/feed.xml")]
+    assert _actions(app) == [("feed.add", f"feed {feed_id}", "https://site.example/feed.xml")]
 
 
 def test_a_bad_or_repeated_feed_is_refused_with_the_reason(app: Flask) -> None:
     client = signed_in(app)
     post(client, "/admin/feeds", {"url": "https://site.example/feed.xml", "kind": "article"})
+    with app.extensions["mailer.sessionmaker"]() as session:
+        first = session.scalars(select(Feed.id)).one()
     for url, message in (
         ("file:///etc/passwd", "url must be an http(s) URL"),
-        ("https://site.example/feed.xml", "is already feed 1"),
+        ("https://site.example/feed.xml", f"is already feed {first}"),
     ):
         answer = post(client, "/admin/feeds", {"url": url, "kind": "article"})
         assert answer.status_code == 400

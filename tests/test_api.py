@@ -145,9 +145,9 @@ def test_get_returns_the_stored_notice(client, token):
 
     assert response.status_code == 200
     assert response.get_json() == created.get_json()
-    missing = client.get("/api/v1/notices/999999", headers=_bearer(token))
+    missing = client.get("/api/v1/notices/2147483647", headers=_bearer(token))
     assert missing.status_code == 404
-    assert "999999" in missing.get_json()["error"]
+    assert "2147483647" in missing.get_json()["error"]
     assert client.get(created.headers["Location"]).status_code == 401
 
 

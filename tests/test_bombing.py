@@ -5,10 +5,10 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from mailer.models import Consent, Subscriber, TransactionalMail
-from tests.helpers import post_signup, wait_until
+from tests.helpers import move_back, post_signup, wait_until
 
 
 def test_twenty_signups_from_twenty_ips_send_one_mail(app, inbox, worker, session):
@@ -42,14 +42,13 @@ def test_at_most_three_mails_a_day(app, client, session):
     sent_hours_ago = []
     for hours_ago in (5, 3, 1.5):
         post_signup(client, app, email="victim@example.org")
-        session.execute(
-            update(TransactionalMail)
-            .where(
-                TransactionalMail.id == (select(func.max(TransactionalMail.id)).scalar_subquery())
-            )
-            .values(created_at=TransactionalMail.created_at - timedelta(hours=hours_ago))
+        newest = select(func.max(TransactionalMail.id)).scalar_subquery()
+        move_back(
+            session,
+            TransactionalMail.created_at,
+            timedelta(hours=hours_ago),
+            TransactionalMail.id == newest,
         )
-        session.commit()
         sent_hours_ago.append(hours_ago)
     # Three mails in the last day, none in the last hour: the fourth is still held back.
     post_signup(client, app, email="victim@example.org")
@@ -60,11 +59,6 @@ def test_a_new_mail_after_an_hour(app, client, session):
     post_signup(client, app, email="reader@example.org")
     post_signup(client, app, email="reader@example.org")
     assert session.scalar(select(func.count()).select_from(TransactionalMail)) == 1
-    session.execute(
-        update(TransactionalMail).values(
-            created_at=TransactionalMail.created_at - timedelta(minutes=61)
-        )
-    )
-    session.commit()
+    move_back(session, TransactionalMail.created_at, timedelta(minutes=61))
     post_signup(client, app, email="reader@example.org")
     assert session.scalar(select(func.count()).select_from(TransactionalMail)) == 2

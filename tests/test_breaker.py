@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from mailer.breaker import Breaker, LocalWindow, RedisWindow
-from tests.conftest import REDIS_URL
+from tests.conftest import redis_test_url
 
 
-@pytest.mark.parametrize("make_window", [lambda: RedisWindow(REDIS_URL), LocalWindow])
+@pytest.mark.parametrize("make_window", [lambda: RedisWindow(redis_test_url()), LocalWindow])
 def test_trips_on_the_failure_rate_not_on_a_count(make_window):
     breaker = Breaker(make_window(), threshold=0.5, min_answers=10)
     for _ in range(30):
@@ -20,7 +20,7 @@ def test_trips_on_the_failure_rate_not_on_a_count(make_window):
     assert tripped[-1] is True and tripped.index(True) == 19
 
 
-@pytest.mark.parametrize("make_window", [lambda: RedisWindow(REDIS_URL), LocalWindow])
+@pytest.mark.parametrize("make_window", [lambda: RedisWindow(redis_test_url()), LocalWindow])
 def test_a_few_answers_never_trip_it(make_window):
     breaker = Breaker(make_window(), threshold=0.5, min_answers=10)
     assert [breaker.record(failed=True) for _ in range(9)] == [False] * 9

@@ -147,7 +147,7 @@ def test_campaign_commands_refuse_what_cannot_be_done(app, session):
     assert _cli(app, "campaign", "cancel", campaign_id).exit_code == 0
     session.expire_all()
     assert session.get(Campaign, int(campaign_id)).status == "cancelled"
-    assert "no campaign with id 999" in _cli(app, "campaign", "status", "999").output
+    assert "no campaign with id 2147483647" in _cli(app, "campaign", "status", "2147483647").output
 
 
 def test_preview_and_send_test_before_starting(app, session, inbox):

@@ -11,7 +11,7 @@ from mailer import clock, mailing, subscriptions
 from mailer.cli import alembic_config, upgrade
 from mailer.models import Consent, Subscriber, TransactionalMail
 from tests.conftest import running_worker
-from tests.helpers import free_port, post_signup
+from tests.helpers import free_port, move_back, post_signup
 
 
 def test_healthz_reports_database_and_broker(client):
@@ -20,8 +20,15 @@ def test_healthz_reports_database_and_broker(client):
     assert response.get_json() == {"status": "ok", "database": "ok", "broker": "ok"}
 
 
-def test_healthz_fails_when_the_broker_is_down(make_app):
-    app = make_app(broker_url=f"redis://127.0.0.1:{free_port()}/0")
+def _broker_down(backend: str, tmp_path) -> str:
+    """A broker that cannot be reached: no Redis on the port, or an SQLite file in no directory."""
+    if backend == "pg":
+        return f"redis://127.0.0.1:{free_port()}/0"
+    return f"sqla+sqlite:///{tmp_path / 'missing' / 'broker.db'}"
+
+
+def test_healthz_fails_when_the_broker_is_down(make_app, backend, tmp_path):
+    app = make_app(broker_url=_broker_down(backend, tmp_path))
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
     body = response.get_json()
@@ -29,10 +36,12 @@ def test_healthz_fails_when_the_broker_is_down(make_app):
     assert body["broker"].startswith("error")
 
 
-def test_signup_survives_a_broker_outage_and_is_requeued(make_app, smtp, session, caplog):
+def test_signup_survives_a_broker_outage_and_is_requeued(
+    make_app, smtp, session, caplog, backend, tmp_path
+):
     inbox, _port = smtp
     inbox.reset()
-    down = make_app(broker_url=f"redis://127.0.0.1:{free_port()}/0")
+    down = make_app(broker_url=_broker_down(backend, tmp_path))
     response = post_signup(down.test_client(), down, email="ann@example.org")
     assert response.status_code == 302  # the reader is not troubled by our broker
     mail = session.scalars(select(TransactionalMail)).one()
@@ -45,12 +54,7 @@ def test_signup_survives_a_broker_outage_and_is_requeued(make_app, smtp, session
     with running_worker(up), up.app_context():
         from worker import tasks
 
-        session.execute(
-            update(TransactionalMail).values(
-                created_at=TransactionalMail.created_at - timedelta(minutes=11)
-            )
-        )
-        session.commit()
+        move_back(session, TransactionalMail.created_at, timedelta(minutes=11))
         assert tasks.requeue_unsent_mail.apply().result == 1
         inbox.wait_for("ann@example.org")
 
@@ -81,10 +85,10 @@ def test_purge_task_runs_in_the_worker(app, client, session):
     assert session.scalars(select(Subscriber)).all() == []
 
 
-def test_migrations_go_down_and_up_again(tmp_path):
+def test_migrations_go_down_and_up_again(empty_database_url):
     from alembic import command
 
-    url = f"sqlite:///{tmp_path / 'm.db'}"
+    url = empty_database_url
     upgrade(url)
     command.downgrade(alembic_config(url), "base")
     engine = sa.create_engine(url)

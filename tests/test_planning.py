@@ -21,12 +21,10 @@ from mailer.models import (
 from tests.helpers import add_confirmed
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def db(request, make_app, sqlite_url):
-    """A session on PostgreSQL and on the embedded default's SQLite."""
-    app = make_app(database_url=sqlite_url) if request.param == "sqlite" else make_app()
-    with app.extensions["mailer.sessionmaker"]() as session:
-        yield session
+@pytest.fixture
+def db(session):
+    """A session on PostgreSQL and on the embedded default's SQLite (conftest runs both)."""
+    return session
 
 
 def _started(session, topics: tuple[str, ...] = ()) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import select
 
@@ -13,18 +15,17 @@ from tests.helpers import (
     PREFERENCES_LINK,
     html_part,
     link,
+    move_back,
     path_of,
     post_signup,
     text_part,
 )
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def flow_app(request, make_app, sqlite_url):
-    """The same flow against PostgreSQL and against the embedded SQLite database."""
-    if request.param == "sqlite":
-        return make_app(database_url=sqlite_url)
-    return make_app()
+@pytest.fixture
+def flow_app(app):
+    """The same flow against PostgreSQL and against the embedded default (conftest runs both)."""
+    return app
 
 
 def test_signup_confirm_welcome(flow_app, inbox):
@@ -136,12 +137,7 @@ def test_resignup_never_downgrades_confirmed_nor_changes_topics(
     _confirm(client, inbox.wait_for("cat@example.org")[0].message)
     inbox.wait_for("cat@example.org", count=2)  # welcome
     # An hour later someone signs the address up again with other topics and name.
-    session.execute(
-        TransactionalMail.__table__.update().values(
-            created_at=TransactionalMail.created_at - __import__("datetime").timedelta(hours=2)
-        )
-    )
-    session.commit()
+    move_back(session, TransactionalMail.created_at, timedelta(hours=2))
     response = post_signup(
         client, app, email="cat@example.org", name="Mallory", topics=("video", "webinar")
     )

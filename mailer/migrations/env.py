@@ -16,16 +16,18 @@ def run_migrations() -> None:
             context.run_migrations()
         return
     engine = make_engine(url)
-    with engine.connect() as connection:
-        # render_as_batch: SQLite can only ALTER a table by copying it.
-        context.configure(
-            connection=connection,
-            target_metadata=Base.metadata,
-            render_as_batch=connection.dialect.name == "sqlite",
-        )
-        with context.begin_transaction():
-            context.run_migrations()
-    engine.dispose()
+    try:
+        with engine.connect() as connection:
+            # render_as_batch: SQLite can only ALTER a table by copying it.
+            context.configure(
+                connection=connection,
+                target_metadata=Base.metadata,
+                render_as_batch=connection.dialect.name == "sqlite",
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:
+        engine.dispose()  # also when a migration fails: no connection left open
 
 
 run_migrations()
