@@ -28,6 +28,16 @@ NAMING = {
 }
 
 
+def ids_never_reused(*table_args: object) -> tuple[object, ...]:
+    """Table arguments for a table whose ids reach the outside (links, tokens, VERP, the API).
+
+    PostgreSQL's sequences never hand out an id twice; SQLite reuses the id
+    of a deleted last row unless the table is AUTOINCREMENT. A link minted
+    for a deleted row must not come to mean somebody else's.
+    """
+    return (*table_args, {"sqlite_autoincrement": True})
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     # Every Mapped[datetime] is aware UTC on both databases (mailer.timestamps).
@@ -98,7 +108,7 @@ class Subscriber(Base):
 
     topics: Mapped[list[SubscriberTopic]] = relationship(cascade="all, delete-orphan")
 
-    __table_args__ = (
+    __table_args__ = ids_never_reused(
         Index("ix_subscriber_status_created_at", "status", "created_at"),
         # The admin console's search (mailer.subscriber_search): a state filter
         # walks this in id order, and trigram indexes answer substring searches
@@ -142,6 +152,7 @@ class Consent(Base):
     """Proof of one signup request and, once confirmed, of the consent (GDPR Art. 7(1))."""
 
     __tablename__ = "consent"
+    __table_args__ = ids_never_reused()
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(
@@ -186,7 +197,9 @@ class TransactionalMail(Base):
     message_id: Mapped[str] = mapped_column(String(255), default="")
     last_error: Mapped[str] = mapped_column(Text, default="")
 
-    __table_args__ = (Index("ix_transactional_mail_email_created_at", "email", "created_at"),)
+    __table_args__ = ids_never_reused(
+        Index("ix_transactional_mail_email_created_at", "email", "created_at")
+    )
 
 
 class SuppressionReason(enum.StrEnum):
@@ -203,6 +216,7 @@ class Suppression(Base):
     """An address that must get no further list mail; see mailer.suppression."""
 
     __tablename__ = "suppression"
+    __table_args__ = ids_never_reused()
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # NULL once erased: then only the SHA-256 of the address remains.
@@ -222,6 +236,7 @@ class Notice(Base):
     """A new article, video or webinar on the site, to be announced."""
 
     __tablename__ = "notice"
+    __table_args__ = ids_never_reused()
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(_enum(NoticeKind), index=True)
@@ -260,6 +275,7 @@ class Campaign(Base):
     """A digest of notices sent once to every confirmed subscriber of its topics."""
 
     __tablename__ = "campaign"
+    __table_args__ = ids_never_reused()
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subject: Mapped[str] = mapped_column(String(200))
@@ -331,7 +347,7 @@ class Delivery(Base):
     notice_ids: Mapped[str] = mapped_column(Text, default="", server_default="")
     notices_until: Mapped[datetime | None]
 
-    __table_args__ = (
+    __table_args__ = ids_never_reused(
         # Also what progress counts walk: a (campaign_id, status) index cost a
         # tenth of planning and went unused while a campaign sends.
         UniqueConstraint("campaign_id", "subscriber_id"),
@@ -386,6 +402,7 @@ class ApiToken(Base):
     """A bearer token for the CMS API; only its SHA-256 is stored."""
 
     __tablename__ = "api_token"
+    __table_args__ = ids_never_reused()
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
@@ -398,6 +415,7 @@ class Feed(Base):
     """An RSS or Atom feed polled for new notices of one kind."""
 
     __tablename__ = "feed"
+    __table_args__ = ids_never_reused()
 
     id: Mapped[int] = mapped_column(primary_key=True)
     url: Mapped[str] = mapped_column(String(2048), unique=True)
@@ -417,6 +435,7 @@ class AdminUser(Base):
     """A person who works in the admin console; the password is stored as an argon2 hash."""
 
     __tablename__ = "admin_user"
+    __table_args__ = ids_never_reused()
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
@@ -431,6 +450,7 @@ class AuditEntry(Base):
     """One admin action: who did what to which thing, and when."""
 
     __tablename__ = "audit_entry"
+    __table_args__ = ids_never_reused()
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(index=True)

@@ -18,6 +18,13 @@ def run_migrations() -> None:
     engine = make_engine(url)
     try:
         with engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                # SQLite alters a table by copying it and dropping the old one; with
+                # foreign keys on, that DROP would cascade into the tables that refer
+                # to it. Off for the migration (outside any transaction, or it is ignored);
+                # a migration that rebuilds tables checks them (PRAGMA foreign_key_check).
+                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                connection.commit()
             # render_as_batch: SQLite can only ALTER a table by copying it.
             context.configure(
                 connection=connection,

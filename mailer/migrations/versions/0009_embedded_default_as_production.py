@@ -1,9 +1,11 @@
-"""one notion of time: every stored moment is UTC in one text form on SQLite
+"""the embedded default as production: one form of time, ids never reused, on SQLite
 
-PostgreSQL keeps `timestamp with time zone` and needs nothing. SQLite keeps
-text, and until now held three forms side by side: SQLAlchemy's
-"2026-12-03 17:00:00.000000" (the wall-clock digits of whatever zone the
-value had), Python's "2026-12-03 17:00:00+00:00" (raw SQL binds) and
+PostgreSQL needs nothing: timestamptz columns, and sequences that never hand
+out an id twice. Both parts are for SQLite.
+
+Time. SQLite keeps text, and until now held three forms side by side:
+SQLAlchemy's "2026-12-03 17:00:00.000000" (the wall-clock digits of whatever
+zone the value had), Python's "2026-12-03 17:00:00+00:00" (raw SQL binds) and
 "2026-12-03 17:00:00" (CURRENT_TIMESTAMP in migration 0008). Text compares
 and sorts, so these disagreed. Every value becomes UTC in the first form,
 which mailer.timestamps now writes and reads as aware UTC.
@@ -14,6 +16,13 @@ clock: "17:00 in America/New_York" as 17:00. For notices the console made
 MAILER_SITE_TIME_ZONE), so their start is read back in that zone. A notice
 from the CLI, API or a feed that was later edited in the console cannot be
 told apart and is left as it is.
+
+Ids. Without AUTOINCREMENT SQLite gives a new row the id of a deleted last
+row, so a link, token, VERP address or API id minted for the old row would
+name the new one. Every table whose ids reach the outside is rebuilt as
+AUTOINCREMENT (data, indexes and constraints kept; foreign keys are off while
+migrating, see migrations/env.py, so dropping the old copy cascades nowhere),
+its sequence set to the highest id the table or any reference to it holds.
 
 Revision ID: 0009
 Revises: 0008
@@ -88,6 +97,49 @@ def _console_webinars(bind: sa.Connection) -> None:
         bind.exec_driver_sql("UPDATE notice SET starts_at = ? WHERE id = ?", fixed)
 
 
+# Tables whose ids reach the outside (links, tokens, VERP addresses, the API,
+# the console's URLs), and the columns that may still name a deleted row's id.
+NEVER_REUSED = {
+    "subscriber": ["SELECT max(subscriber_id) FROM delivery"],
+    "consent": [],
+    "transactional_mail": [],
+    "suppression": [],
+    "notice": [
+        # reminder:<notice id> is a unique slot: a reused id would find it taken.
+        "SELECT max(CAST(substr(slot, 10) AS INTEGER)) FROM campaign WHERE slot LIKE 'reminder:%'"
+    ],
+    "campaign": ["SELECT max(campaign_id) FROM delivery"],
+    "delivery": [],
+    "api_token": [],
+    "feed": [],
+    "admin_user": [],
+    "audit_entry": [],
+}
+
+
+def _never_reuse_ids(bind: sa.Connection) -> None:
+    """Rebuild each table with AUTOINCREMENT, its sequence at the highest id ever seen."""
+    if bind.exec_driver_sql("PRAGMA foreign_keys").scalar():
+        # Dropping the old copy would cascade into every table that references it.
+        raise RuntimeError("migration 0009 needs PRAGMA foreign_keys=OFF (see migrations/env.py)")
+    for table, references in NEVER_REUSED.items():
+        with op.batch_alter_table(
+            table, recreate="always", table_kwargs={"sqlite_autoincrement": True}
+        ):
+            pass
+        highest = max(
+            (bind.exec_driver_sql(query).scalar() or 0)
+            for query in (f'SELECT max(id) FROM "{table}"', *references)
+        )
+        bind.exec_driver_sql("DELETE FROM sqlite_sequence WHERE name = ?", (table,))
+        if highest:
+            bind.exec_driver_sql(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, highest)
+            )
+    if problems := bind.exec_driver_sql("PRAGMA foreign_key_check").all():
+        raise RuntimeError(f"foreign keys broken by the rebuild: {problems[:5]}")
+
+
 def upgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name != "sqlite":
@@ -95,9 +147,11 @@ def upgrade() -> None:
     _console_webinars(bind)  # first: it reads the wall-clock digits as they were stored
     for table, column in _datetime_columns(bind):
         _normalise(bind, table, column)
+    _never_reuse_ids(bind)
 
 
 def downgrade() -> None:
-    # The canonical UTC form is what earlier revisions wrote for UTC values
-    # and read back as naive UTC: nothing to undo.
+    # The canonical UTC form is what earlier revisions wrote for UTC values and
+    # read back as naive UTC, and ids that are never reused harm no earlier
+    # code: nothing to undo.
     pass
