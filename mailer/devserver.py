@@ -96,44 +96,42 @@ def _login_lines(base_url: str, password: str | None) -> str:
     )
 
 
-def _processes(env: dict[str, str]) -> dict[str, list[str]]:
+def commands(host: str, port: str, var: Path) -> dict[str, list[str]]:
+    """The three processes' command lines (bench/embedded.py measures these very ones).
+
+    Quiet by design: no banners, no gunicorn control socket in the home
+    directory, INFO logs of what happens. Warnings and errors still show.
+    """
     bin_dir = Path(sys.executable).parent
+    celery = [str(bin_dir / "celery"), "--quiet", "-A", "worker.app"]
     return {
         "web": [
             str(bin_dir / "gunicorn"),
-            "--bind",
-            f"{HOST}:{PORT}",
-            "--workers",
-            "1",
-            "--threads",
-            "4",
-            "--access-logfile",
-            "-",
+            *("--bind", f"{host}:{port}", "--workers", "1", "--threads", "4"),
+            *("--access-logfile", "-", "--no-control-socket"),
             "mailer:create_app()",
         ],
         "worker": [
-            str(bin_dir / "celery"),
-            "-A",
-            "worker.app",
-            "worker",
-            "--loglevel",
-            "INFO",
-            "--queues",
-            "transactional,bulk",
-            "--concurrency",
-            "2",
+            *celery,
+            *("worker", "--loglevel", "INFO", "--queues", "transactional,bulk"),
+            *("--concurrency", "2"),
         ],
         "beat": [
-            str(bin_dir / "celery"),
-            "-A",
-            "worker.app",
-            "beat",
-            "--loglevel",
-            "INFO",
-            "--schedule",
-            str(VAR / "celerybeat-schedule"),
+            *celery,
+            *("beat", "--loglevel", "INFO", "--schedule", str(var / "celerybeat-schedule")),
         ],
     }
+
+
+def _child_environment(env: dict[str, str], name: str) -> dict[str, str]:
+    if name != "worker":
+        return env
+    # Celery warns at length when its worker runs as root, because a root worker
+    # that accepted pickled messages could be made to run anything. This one
+    # accepts JSON only, and `make run` runs as whoever typed it (often root in
+    # a container): the warning would be the first thing a newcomer reads.
+    quiet = "ignore:You're running the worker with superuser privileges"
+    return {**env, "PYTHONWARNINGS": ",".join(filter(None, [env.get("PYTHONWARNINGS"), quiet]))}
 
 
 def _stop(children: dict[str, subprocess.Popen]) -> None:
@@ -156,15 +154,21 @@ def main() -> int:
         return subprocess.call([sys.executable, "-m", "mailer.cli", *sys.argv[1:]], env=env)
     subprocess.run([sys.executable, "-m", "mailer.cli", "db", "upgrade"], env=env, check=True)
     password = _first_admin(env)
-    children = {name: subprocess.Popen(argv, env=env) for name, argv in _processes(env).items()}
     stopping = False
 
     def on_signal(_signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop_signal, on_signal)
+    # Each child in a process group of its own: Ctrl-C reaches only this launcher,
+    # which stops them in order (SIGTERM), instead of three processes each
+    # printing their own half-way shutdown ("Hitting Ctrl+C again ...").
+    children = {
+        name: subprocess.Popen(argv, env=_child_environment(env, name), process_group=0)
+        for name, argv in commands(HOST, PORT, VAR).items()
+    }
     time.sleep(2)
     print(
         f"\n  mailer is running: {env['MAILER_BASE_URL']}/\n"
