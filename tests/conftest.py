@@ -13,7 +13,6 @@ import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
 from flask import Flask
-from kombu.transport import sqlalchemy as kombu_sqlalchemy
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -31,9 +30,6 @@ PG_URL = os.environ.get(
     "MAILER_TEST_DATABASE_URL",
     f"postgresql+psycopg://postgres@127.0.0.1:5432/mailer_test_{os.getpid()}",
 )
-# kombu polls an SQLite broker once a second when idle; a tenth keeps the
-# sqlite half of the suite from waiting on it (`make run` keeps the default).
-kombu_sqlalchemy.Transport.polling_interval = 0.1
 REDIS_BASE = os.environ.get("MAILER_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 REDIS_LOCK = "mailer:test-run"
 # Several runs at once, each with several xdist workers, each worker its own number.
