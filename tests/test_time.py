@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import sqlite3
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -241,3 +243,19 @@ def test_migration_0009_turns_every_stored_sqlite_form_into_utc(tmp_path, monkey
         ).scalars()
         assert list(order) == [1, 2, 3]
     engine.dispose()
+
+
+def test_wall_clock_text_is_read_only_by_the_one_parser():
+    """ruff's DTZ rules catch naive constructors; these two ways around them are caught here."""
+    root = Path(__file__).resolve().parent.parent
+    readers = []
+    for path in [*root.glob("mailer/**/*.py"), *root.glob("worker/**/*.py")]:
+        if path.name == "timestamps.py" or "migrations" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr == "fromisoformat":
+                readers.append(f"{path.relative_to(root)}:{node.lineno} fromisoformat")
+            naive = isinstance(node, ast.keyword) and node.arg == "tzinfo"
+            if naive and isinstance(node.value, ast.Constant) and node.value.value is None:
+                readers.append(f"{path.relative_to(root)}:{node.lineno} tzinfo=None")
+    assert readers == []
