@@ -32,7 +32,7 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-## bench: every benchmark in bench/, one after the other (~35 min; BENCH_FLAGS=--quick: ~15)
+## bench: every benchmark in bench/, one after the other (~45 min; BENCH_FLAGS=--quick: ~18)
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk >/dev/null; }
@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/signing.py $(BENCH_FLAGS)
 	$(BIN)/python bench/subscriber_search.py
 	$(BIN)/python bench/automatic.py
+	$(BIN)/python bench/embedded.py $(BENCH_FLAGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
