@@ -240,6 +240,35 @@ def test_a_report_without_verp_is_matched_by_its_final_recipient(app, session, m
     assert suppression.reason_for(session, "stranger@example.org") is None
 
 
+def test_a_report_at_a_bounce_address_with_a_dot_in_its_token_changes_nothing(
+    campaign_app, session, inbox, maildir
+):
+    """The forgery of issue 12: `bounce+x.y@` slipped past the token pattern and the
+    report was then matched by the address it named, suppressing a stranger for good."""
+    add_confirmed(session, "victim@example.org")
+    session.commit()
+    campaign_id = _send_campaign(campaign_app, session)
+    victim = _received(inbox, "victim@example.org")
+    forged = "bounce+x.y@mailer.test"
+    # A DSN, and an ARF complaint whose "original" is made up by the attacker.
+    made_up = b"From: notices@mailer.test\nTo: victim@example.org\nSubject: hi\n\nhello\n"
+    complaint = arf(made_up, to=forged)
+    _drop(
+        maildir,
+        dsn(forged, "victim@example.org"),
+        b"Delivered-To: " + forged.encode() + b"\n" + complaint,
+    )
+    outcomes = _process(campaign_app, maildir)
+
+    assert outcomes == {"forged": 2}
+    assert suppression.reason_for(session, "victim@example.org") is None
+    subscriber = _subscriber(session, "victim@example.org")
+    assert subscriber.status == "confirmed" and subscriber.soft_bounces == 0
+    assert _delivery(session, "victim@example.org", campaign_id).status == "sent"
+    assert victim.mail_from != forged
+    assert all(name.endswith(":2,F") for name in _files(maildir, "cur"))
+
+
 # ---------------------------------------------------------------- soft bounces
 
 
