@@ -630,6 +630,14 @@ REQUIRED = {
         ("MAILER_BOUNCE_MAILBOX", "imaps://host/INBOX"),  # no credentials
         ("MAILER_BOUNCE_MAILBOX", "imap://u:p@host:port/INBOX"),
         ("MAILER_BOUNCE_WEBHOOK_SECRET", "short"),
+        ("MAILER_SES_TOPIC_ARNS", "arn:aws:sns:us-east-1:123:bounces"),  # no account number
+        ("MAILER_SES_TOPIC_ARNS", "https://sns.us-east-1.amazonaws.com/topic"),
+        ("MAILER_SNS_FETCH_ORIGIN", "file:///etc"),
+        ("MAILER_SENDGRID_WEBHOOK_KEY", "not a key"),
+        ("MAILER_SENDGRID_WEBHOOK_KEY", "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"),
+        ("MAILER_MAILGUN_SIGNING_KEY", "short"),
+        ("MAILER_POSTMARK_WEBHOOK_AUTH", "only-a-password-0123456789"),
+        ("MAILER_POSTMARK_WEBHOOK_AUTH", "user:short"),
     ],
 )
 def test_malformed_bounce_settings_stop_start_up_naming_them(name, value):
