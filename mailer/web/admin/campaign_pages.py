@@ -20,6 +20,7 @@ from kombu.exceptions import OperationalError
 from sqlalchemy import select
 
 from mailer import addresses, automatic, campaigns, clock, db, delivery, digest, stats
+from mailer.bounces import history
 from mailer.errors import CampaignNotFound, InvalidAddress, InvalidCampaign
 from mailer.models import Campaign, CampaignNotice, CampaignStatus, Notice, Topic
 from mailer.transport import Outgoing
@@ -186,6 +187,7 @@ def campaign_page(campaign_id: int) -> str:
         report=report,
         progress=_progress(campaign_id),
         failures=stats.failed_deliveries(session, campaign_id),
+        rates=history.rates(session, [campaign_id])[campaign_id],
         recipients=campaigns.count_audience(
             session, topics=campaign.topic_list, notice_ids=[notice.id for notice in notices]
         ),
