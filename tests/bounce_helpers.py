@@ -18,9 +18,9 @@ from sqlalchemy import select
 
 from mailer import clock, mailbox, notices
 from mailer.cli import main
-from mailer.models import Delivery, Subscriber
+from mailer.models import BounceEvent, Delivery, Subscriber, Suppression
 from tests.conftest import running_worker
-from tests.helpers import run_campaign
+from tests.helpers import add_confirmed, run_campaign
 
 SECRET = "test-secret-key"  # make_settings' secret_key
 CORPUS = Path(__file__).parent / "bounces"
@@ -141,3 +141,31 @@ def files(maildir: Path, sub: str) -> list[str]:
 
 def cli(app, *args: str):
     return CliRunner().invoke(main, list(args), obj=ScriptInfo(create_app=lambda: app))
+
+
+def rows(session) -> list[tuple]:
+    """Every row a report could change, to compare before and after."""
+    session.expire_all()
+    return [
+        *session.execute(
+            select(Delivery.id, Delivery.status, Delivery.last_error).order_by(Delivery.id)
+        ).all(),
+        *session.execute(
+            select(Subscriber.id, Subscriber.status, Subscriber.soft_bounces).order_by(
+                Subscriber.id
+            )
+        ).all(),
+        *session.execute(select(Suppression.email, Suppression.reason)).all(),
+        *session.execute(select(BounceEvent.id)).all(),
+    ]
+
+
+def readers(app, session, inbox, *names: str) -> dict[str, str]:
+    """A campaign to `names`@example.org; each reader's Message-ID, as a provider echoes it."""
+    for name in names:
+        add_confirmed(session, f"{name}@example.org")
+    session.commit()
+    send_campaign(app, session)
+    return {
+        name: str(received(inbox, f"{name}@example.org").message["Message-ID"]) for name in names
+    }

@@ -14,7 +14,7 @@ from collections import Counter
 from sqlalchemy import select
 
 from mailer import suppression
-from mailer.models import BounceEvent, Delivery, Subscriber, Suppression
+from mailer.models import BounceEvent
 from tests import bounce_corpus
 from tests.bounce_helpers import (
     delivery_of,
@@ -22,6 +22,7 @@ from tests.bounce_helpers import (
     files,
     process_maildir,
     received,
+    rows,
     send_campaign,
     subscriber_of,
 )
@@ -36,20 +37,6 @@ def _readers(session) -> list[tuple[bounce_corpus.Sample, str]]:
         add_confirmed(session, address)
     session.commit()
     return pairs
-
-
-def _rows(session) -> list[tuple]:
-    """Everything a report could change, for comparing before and after."""
-    session.expire_all()
-    deliveries = session.execute(
-        select(Delivery.id, Delivery.status, Delivery.last_error).order_by(Delivery.id)
-    ).all()
-    subscribers = session.execute(
-        select(Subscriber.id, Subscriber.status, Subscriber.soft_bounces).order_by(Subscriber.id)
-    ).all()
-    suppressed = session.execute(select(Suppression.email, Suppression.reason)).all()
-    events = session.execute(select(BounceEvent.id)).all()
-    return [*deliveries, *subscribers, *suppressed, *events]
 
 
 def test_each_sample_at_the_verp_address_of_its_mail_acts_on_that_mail_alone(
@@ -124,7 +111,7 @@ def test_the_same_samples_at_the_plain_bounce_address_or_a_forged_one_change_not
 ):
     pairs = _readers(session)
     send_campaign(campaign_app, session)
-    before = _rows(session)
+    before = rows(session)
     plain, forged = [], []
     for sample, address in pairs:
         token = received(inbox, address).mail_from.split("+", 1)[1].split("@", 1)[0]
@@ -137,7 +124,7 @@ def test_the_same_samples_at_the_plain_bounce_address_or_a_forged_one_change_not
     drop(maildir, *plain, *forged)
     outcomes = process_maildir(campaign_app, maildir)
 
-    assert _rows(session) == before
+    assert rows(session) == before
     ignorable = sum(sample.expect == "ignored" for sample, _ in pairs)
     assert outcomes == {
         "unmatched": len(pairs) - ignorable,
