@@ -13,6 +13,7 @@ import logging
 import re
 from email.message import EmailMessage
 
+import pytest
 from sqlalchemy import func, select
 
 from mailer import bounces, suppression, tokens
@@ -106,6 +107,27 @@ def test_without_verp_a_report_counts_only_by_the_message_id_it_quotes(
     assert suppression.reason_for(session, "named@example.org") is None
     assert delivery_of(session, "named@example.org", campaign_id).status == "sent"
     assert files(maildir, "cur") == sorted([f"{keys[0]}:2,S", f"{keys[1]}:2,F"])
+
+
+@pytest.mark.parametrize("header", ["Delivered-To", "X-Original-To", "Envelope-To", "To"])
+def test_the_verp_address_counts_in_whichever_header_the_mta_wrote(
+    campaign_app, session, inbox, maildir, header
+):
+    """Postfix and Dovecot write Delivered-To, Postfix X-Original-To, Exim Envelope-to;
+    the bouncing MTA addresses the report To our return path."""
+    add_confirmed(session, "ann@example.org")
+    session.commit()
+    campaign_id = send_campaign(campaign_app, session)
+    verp = received(inbox, "ann@example.org").mail_from
+    plain = dsn("bounce@mailer.test", "ann@example.org")
+    plain = plain.removeprefix(b"Delivered-To: bounce@mailer.test\n")
+    if header == "To":
+        report = plain.replace(b"To: bounce@mailer.test", f"To: {verp}".encode(), 1)
+    else:  # the header says where it was delivered; To stays the plain address
+        report = f"{header}: {verp}\n".encode() + plain
+    drop(maildir, report)
+    assert process_maildir(campaign_app, maildir) == {"hard_bounce": 1}
+    assert delivery_of(session, "ann@example.org", campaign_id).status == "bounced"
 
 
 def test_a_report_at_a_bounce_address_with_a_dot_in_its_token_changes_nothing(

@@ -141,14 +141,7 @@ def reports(envelope: dict[str, Any]) -> list[Report]:
     if not isinstance(notification, dict):
         raise InvalidEvents("the SNS Message is not an SES notification")
     kind = notification.get("notificationType") or notification.get("eventType")
-    mail = notification.get("mail") or {}
-    ids = [str((mail.get("commonHeaders") or {}).get("messageId", ""))]
-    ids += [
-        str(header.get("value", ""))
-        for header in mail.get("headers") or ()
-        if isinstance(header, dict) and str(header.get("name", "")).lower() == "message-id"
-    ]
-    ids = [value for value in ids if value]
+    ids = _message_ids(notification.get("mail") or {})
     if kind == "Bounce":
         bounce = notification.get("bounce") or {}
         severity = SEVERITY.get(str(bounce.get("bounceType")), Severity.SOFT)
@@ -180,6 +173,17 @@ def reports(envelope: dict[str, Any]) -> list[Report]:
             for recipient in _recipients(complaint, "complainedRecipients")
         ]
     return []  # Delivery, Send, Open ...: nothing to act on
+
+
+def _message_ids(mail: dict[str, Any]) -> list[str]:
+    """Our Message-ID, when SES was set to include the original headers."""
+    ids = [str((mail.get("commonHeaders") or {}).get("messageId", ""))]
+    ids += [
+        str(header.get("value", ""))
+        for header in mail.get("headers") or ()
+        if isinstance(header, dict) and str(header.get("name", "")).lower() == "message-id"
+    ]
+    return [value for value in ids if value]
 
 
 def _recipients(section: dict[str, Any], key: str) -> list[dict[str, Any]]:
