@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.bou
 
 from mailer import mailbox, tokens
 from mailer.db import make_engine
-from mailer.mailing import LinkMaker
+from mailer.sending.links import LinkMaker
 from tests import bounce_corpus
 
 NAME = "mailer_bench_bounces"

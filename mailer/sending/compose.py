@@ -17,7 +17,7 @@ import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from mailer.addresses import envelope_form
-from mailer.transport import Outgoing
+from mailer.sending.transport import Outgoing
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event
 
-from mailer.compose import Attachment, Composer
 from mailer.models import Campaign, Notice
-from mailer.transport import Outgoing
+from mailer.sending.compose import Attachment, Composer
+from mailer.sending.transport import Outgoing
 
 GREETING, PREFERENCES = "@@mailer-greeting@@", "@@mailer-preferences@@"
 UNSUBSCRIBE = "@@mailer-unsubscribe@@"
