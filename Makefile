@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/signing.py $(BENCH_FLAGS)
 	$(BIN)/python bench/subscriber_search.py
 	$(BIN)/python bench/automatic.py
+	$(BIN)/python bench/bounces.py
 	$(BIN)/python bench/embedded.py $(BENCH_FLAGS)
 
 lint: $(STAMP)

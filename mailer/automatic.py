@@ -29,9 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
-from mailer import campaigns, timestamps
-from mailer.compose import topic_phrase
-from mailer.digest import KIND_LABELS
+from mailer import campaigns
 from mailer.models import (
     AutomaticSending,
     Campaign,
@@ -49,6 +47,8 @@ from mailer.models import (
     Suppression,
     Topic,
 )
+from mailer.sending.compose import topic_phrase
+from mailer.sending.digest import KIND_LABELS
 from mailer.settings import WEEKDAYS, Settings
 
 ALL_TOPICS = ",".join(topic.value for topic in Topic)
@@ -113,17 +113,13 @@ class Status:
         }
 
 
-def _utc(moment: datetime) -> datetime:
-    return timestamps.as_utc(moment)  # stored moments are aware UTC on both databases
-
-
 def _news(notice: Row) -> bool:
     """Whether a notice is news, not an old entry a feed brought in when it was added.
 
     Notices are timed by when mailer received them (created_at), so a late
     import is still announced; one published long before that is archive.
     """
-    return _utc(notice.published_at) >= _utc(notice.created_at) - ARCHIVE_AGE
+    return notice.published_at >= notice.created_at - ARCHIVE_AGE
 
 
 def _insert(session: Session):
@@ -168,7 +164,7 @@ def _owed(
         .scalar_subquery()
     )
     since = {
-        subscriber_id: max(_utc(moment) for moment in (joined_at, floor, last) if moment)
+        subscriber_id: max(moment for moment in (joined_at, floor, last) if moment)
         for subscriber_id, joined_at, last in session.execute(
             audience.add_columns(
                 func.coalesce(Subscriber.confirmed_at, Subscriber.created_at), last_mail
@@ -228,7 +224,7 @@ def _owed(
             notice.id
             for notice in notices
             if notice.kind in topics[subscriber_id]
-            and _utc(notice.created_at) >= since[subscriber_id]
+            and notice.created_at >= since[subscriber_id]
             and notice.id not in sent[subscriber_id]
         ]
         for subscriber_id in since
@@ -354,14 +350,14 @@ def plan_published(session: Session, schedule: Schedule, *, now: datetime) -> li
     state = _state(session)
     if state.paused:
         return []
-    cursor = max((_utc(t) for t in (state.published_until, state.notices_since) if t), default=None)
+    cursor = max((t for t in (state.published_until, state.notices_since) if t), default=None)
     query = select(Notice.created_at).where(Notice.created_at < now)
     if cursor is not None:
         query = query.where(Notice.created_at >= cursor)
     opened = session.scalar(query.order_by(Notice.created_at).limit(1))
-    if opened is None or _utc(opened) + schedule.publish_window > now:
+    if opened is None or opened + schedule.publish_window > now:
         return []
-    start = _utc(opened)
+    start = opened
     window = [
         notice
         for notice in session.execute(
@@ -495,7 +491,7 @@ def plan_reminders(session: Session, schedule: Schedule, *, now: datetime) -> li
     for notice in webinars:
         assert notice.starts_at is not None
         slot = f"reminder:{notice.id}"
-        announced_late = _utc(notice.created_at) > _utc(notice.starts_at) - schedule.reminder_before
+        announced_late = notice.created_at > notice.starts_at - schedule.reminder_before
         if announced_late or session.scalar(select(Campaign.id).where(Campaign.slot == slot)):
             continue
         hours = round(schedule.reminder_before.total_seconds() / 3600)
@@ -584,7 +580,7 @@ def status(session: Session, *, latest: int = 10) -> Status:
         counts[campaign_id][delivery_status] = count
     return Status(
         paused=bool(state and state.paused),
-        changed_at=_utc(state.changed_at) if state and state.changed_at else None,
+        changed_at=state.changed_at if state and state.changed_at else None,
         changed_by=state.changed_by if state else "",
         campaigns=[
             {
@@ -597,16 +593,4 @@ def status(session: Session, *, latest: int = 10) -> Status:
             }
             for row in recent
         ],
-    )
-
-
-def notice_count(session: Session, campaign_id: int) -> int:
-    """How many notices a campaign lists: a weekly digest gains some as time zones come due."""
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(CampaignNotice)
-            .where(CampaignNotice.campaign_id == campaign_id)
-        )
-        or 0
     )

@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 
 from mailer import admins, api_tokens, campaigns, clock, notices, privacy
 from mailer.cli import upgrade
-from mailer.mailing import LinkMaker
 from mailer.models import (
     AdminUser,
     ApiToken,
@@ -33,6 +32,7 @@ from mailer.models import (
     Suppression,
     TransactionalMail,
 )
+from mailer.sending.links import LinkMaker
 from mailer.tokens import Purpose
 from tests.helpers import add_confirmed, path_of
 

@@ -9,7 +9,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from mailer.compose import topic_phrase
+from mailer.sending.compose import topic_phrase
 from mailer.web import admin, api, health, public, reader, webhooks
 
 EMBED_ENDPOINTS = {"public.embed", "public.embed_thanks", "public.subscribe"}

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app
+from flask import Blueprint
 from sqlalchemy import text
 
 from mailer import db
+from mailer.jobs import get_jobs
 
 bp = Blueprint("health", __name__)
 
@@ -19,7 +20,7 @@ def _database() -> str:
 
 
 def _broker() -> str:
-    celery = current_app.extensions["celery"]
+    celery = get_jobs().celery
     try:
         with celery.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=2)

@@ -25,7 +25,7 @@ migrating, see migrations/env.py, so dropping the old copy cascades nowhere),
 its sequence set to the highest id the table or any reference to it holds.
 
 Revision ID: 0009
-Revises: 0008
+Revises: 0011
 Create Date: 2026-12-02
 """
 
@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0008"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
@@ -114,6 +114,8 @@ NEVER_REUSED = {
     "feed": [],
     "admin_user": [],
     "audit_entry": [],
+    "bounce_event": [],
+    "webhook_nonce": [],
 }
 
 

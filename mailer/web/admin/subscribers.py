@@ -29,10 +29,10 @@ from flask_login import current_user
 
 from mailer import clock, db, imports, privacy, subscriber_search
 from mailer.errors import SubscriberNotFound
+from mailer.jobs import get_jobs
 from mailer.models import Topic
 from mailer.web.admin import bp
 from mailer.web.admin.auth import admin_required, audit, current_account
-from worker import tasks
 
 # About 10,000 rows: preview and import each take a few seconds, well inside a
 # web worker's timeout (the confirmation mails alone cost ~0.5 ms each to queue).
@@ -223,20 +223,19 @@ def subscribers_import() -> tuple[str, int]:
 def _run(
     content: bytes, options: imports.ImportOptions, *, dry_run: bool
 ) -> tuple[list[imports.RowOutcome], int]:
-    """Import `content` chunk by chunk; a dry run writes inside one transaction, then rolls
-    back, so the preview's verdicts are exactly the import's. Returns outcomes and rows read."""
-    session, now = db.get_session(), clock.now()
-    outcomes: list[imports.RowOutcome] = []
-    try:
-        for chunk in imports.chunks(imports.read_rows(io.BytesIO(content))):
-            result = imports.import_chunk(session, chunk, options, now=now)
-            outcomes.extend(result.outcomes)
-            if not dry_run:
-                session.commit()  # commit before enqueueing: the worker must find the rows
-                tasks.enqueue_imported(result.mail_ids)
-    finally:
-        if dry_run:
-            session.rollback()
+    """Import `content` (a dry run for the preview); return the outcomes and rows read."""
+    outcomes = [
+        outcome
+        for result in imports.import_file(
+            db.get_session(),
+            io.BytesIO(content),
+            options,
+            now=clock.now(),
+            queue_mails=get_jobs().send_mails,
+            dry_run=dry_run,
+        )
+        for outcome in result.outcomes
+    ]
     return outcomes, len(outcomes)
 
 
