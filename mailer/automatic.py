@@ -306,6 +306,12 @@ def _new_campaign(
 
 def _settle(session: Session, campaign: Campaign, queued: int, *, now: datetime) -> list[int]:
     """The campaign's id if workers must start on it; with nothing left to send, finish it."""
+    # Read again, locked, after the rows went in: a worker may have finished the
+    # campaign meanwhile, having found nothing queued before these rows were
+    # committed (ledger.record_outcomes locks the same row before it finishes one).
+    # On SQLite the inserts already hold the one write lock, so this read is current.
+    session.flush()
+    session.refresh(campaign, with_for_update=True)
     if queued and campaign.status == CampaignStatus.FINISHED:
         # A weekly digest reopens when a later time zone's readers come due.
         campaign.status, campaign.finished_at = CampaignStatus.SENDING, None

@@ -487,3 +487,29 @@ def test_malformed_automatic_settings_stop_start_up_naming_the_variable(name, va
         Settings.from_env({**required, name: value})
     assert message in str(error.value)
 
+
+def test_a_digest_a_worker_finished_meanwhile_is_reopened_for_later_readers(auto_app, session):
+    """The planner's campaign may predate a worker finishing it; it is read again, locked."""
+    reader = _reader(session, "newyork@example.org", "weekly", zone="America/New_York")
+    digest = Campaign(
+        kind=CampaignKind.WEEKLY,
+        slot="weekly:2027-W02",
+        subject="This week",
+        topics="article,video,webinar",
+        status="sending",
+        created_at=MONDAY,
+        started_at=MONDAY,
+    )
+    session.add(digest)
+    session.commit()
+    assert digest.status == "sending"  # what the planner holds from its first read
+    with auto_app.extensions["mailer.sessionmaker"]() as worker:  # the last batch's record
+        worker.get_one(Campaign, digest.id).status = "finished"
+        worker.commit()
+
+    session.add(Delivery(campaign_id=digest.id, subscriber_id=reader, notice_ids="1"))
+    started = automatic._settle(session, digest, 1, now=MONDAY + timedelta(hours=13))
+    session.commit()
+
+    assert started == [digest.id]
+    assert session.scalar(select(Campaign.status).where(Campaign.id == digest.id)) == "sending"

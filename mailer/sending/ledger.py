@@ -355,6 +355,16 @@ def _release(
     )
 
 
+def _open_rows(campaign_id: int) -> ColumnElement[bool]:
+    """Rows queued or claimed: two EXISTS, each answered by its partial index in well under
+    a millisecond, where a count of the open rows grows with the campaign."""
+    return exists().where(
+        Delivery.campaign_id == campaign_id, Delivery.status == DeliveryStatus.QUEUED
+    ) | exists().where(
+        Delivery.campaign_id == campaign_id, Delivery.status == DeliveryStatus.CLAIMED
+    )
+
+
 def _record(
     session: Session,
     campaign_id: int,
@@ -380,22 +390,21 @@ def _record(
             .where(Campaign.id == campaign_id)
             .values(hold_until=now + timedelta(seconds=hold_seconds))
         )
-    # Two EXISTS, each answered by its partial index in well under a
-    # millisecond, where a count of the open rows grows with the campaign.
-    pending = session.scalar(
-        select(
-            exists().where(
-                Delivery.campaign_id == campaign_id, Delivery.status == DeliveryStatus.QUEUED
-            )
-            | exists().where(
-                Delivery.campaign_id == campaign_id, Delivery.status == DeliveryStatus.CLAIMED
-            )
+    if session.scalar(select(_open_rows(campaign_id))):
+        return True
+    # Nothing left, as far as this transaction saw; but a planner may be adding a
+    # later time zone's readers right now (a weekly digest reopens). Lock the row
+    # the planner locks too (automatic._settle), then finish in one statement that
+    # looks again: PostgreSQL waits for the planner's commit and then sees its rows,
+    # SQLite runs the statement under its one write lock; or the planner sees this.
+    session.execute(select(Campaign.id).where(Campaign.id == campaign_id).with_for_update())
+    finished = session.execute(
+        update(Campaign)
+        .where(
+            Campaign.id == campaign_id,
+            Campaign.status == CampaignStatus.SENDING,
+            ~_open_rows(campaign_id),
         )
-    )
-    if not pending:
-        session.execute(
-            update(Campaign)
-            .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.SENDING)
-            .values(status=CampaignStatus.FINISHED, finished_at=now)
-        )
-    return bool(pending)
+        .values(status=CampaignStatus.FINISHED, finished_at=now)
+    ).rowcount
+    return not finished and bool(session.scalar(select(_open_rows(campaign_id))))
