@@ -34,7 +34,7 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailer import subscriptions, suppression, tokens
+from mailer import subscriptions, suppression, token_rows, tokens
 from mailer.errors import InvalidToken, MailerError
 from mailer.models import (
     Delivery,
@@ -311,29 +311,33 @@ def _of_mail(session: Session, mail: TransactionalMail) -> Target:
     return Target(mail.email, subscriber, mail=mail)
 
 
-def _unsubscribe_ids(report: Report, secret_key: str) -> Iterator[tuple[int, int]]:
+def _unsubscribe_ids(
+    session: Session, report: Report, secret_key: tokens.Keys
+) -> Iterator[tuple[int, int]]:
     """(subscriber id, campaign id or 0) of each unsubscribe token that verifies."""
     for token in report.unsubscribe_tokens:
         try:
-            subscriber_id, campaign_id = tokens.read_compact(
-                secret_key, tokens.Purpose.UNSUBSCRIBE, token, 2
-            )
+            subscriber_id, campaign_id = token_rows.one_click(session, secret_key, token)
         except InvalidToken:
             continue
-        yield subscriber_id, campaign_id
+        yield subscriber_id, campaign_id or 0
 
 
-def _by_token(session: Session, report: Report, secret_key: str) -> Target | Outcome | None:
-    """The target a valid token names; FORGED when tokens are there but none verifies."""
+def _by_token(session: Session, report: Report, secret_key: tokens.Keys) -> Target | Outcome | None:
+    """The target a valid token names; FORGED when tokens are there but none verifies.
+
+    A token is checked against the row it names (mailer.token_rows); one whose
+    row is gone cannot be checked and counts as not verified.
+    """
     valid = False
     for token in report.bounce_tokens:
-        for purpose, model in (
-            (tokens.Purpose.BOUNCE, Delivery),
-            (tokens.Purpose.BOUNCE_MAIL, TransactionalMail),
+        for read, model in (
+            (token_rows.bounce_delivery, Delivery),
+            (token_rows.bounce_mail, TransactionalMail),
         ):
             try:
-                (row_id,) = tokens.read_compact(secret_key, purpose, token, 1)
-            except InvalidToken:
+                row_id = read(session, secret_key, token)
+            except InvalidToken:  # also RowGone: a token that cannot be checked proves nothing
                 continue
             valid = True
             row = session.get(model, row_id, with_for_update=True)
@@ -341,7 +345,7 @@ def _by_token(session: Session, report: Report, secret_key: str) -> Target | Out
                 return target
             if isinstance(row, TransactionalMail):
                 return _of_mail(session, row)
-    for subscriber_id, campaign_id in _unsubscribe_ids(report, secret_key):
+    for subscriber_id, campaign_id in _unsubscribe_ids(session, report, secret_key):
         valid = True
         subscriber = session.get(Subscriber, subscriber_id, with_for_update=True)
         if subscriber is not None:
@@ -356,7 +360,7 @@ def _by_token(session: Session, report: Report, secret_key: str) -> Target | Out
     return None  # a valid token whose mail is gone (purged): the fallbacks may still know it
 
 
-def resolve(session: Session, report: Report, *, secret_key: str) -> Target | Outcome:
+def resolve(session: Session, report: Report, *, secret_key: tokens.Keys) -> Target | Outcome:
     """Match a report to our records: token, then Message-ID, then a subscriber's address.
 
     Returns Outcome.FORGED for a token that does not verify, UNMATCHED when nothing matches.
@@ -385,7 +389,7 @@ def resolve(session: Session, report: Report, *, secret_key: str) -> Target | Ou
     return Outcome.UNMATCHED
 
 
-def apply(session: Session, report: Report, *, secret_key: str, now: datetime) -> Outcome:
+def apply(session: Session, report: Report, *, secret_key: tokens.Keys, now: datetime) -> Outcome:
     """Apply one report in the caller's transaction; a report applied before changes nothing."""
     if report.kind == Kind.OTHER:
         return Outcome.IGNORED
@@ -401,8 +405,10 @@ def apply(session: Session, report: Report, *, secret_key: str, now: datetime) -
     return _complaint(session, target, now)
 
 
-def _unsubscribe(session: Session, report: Report, *, secret_key: str, now: datetime) -> Outcome:
-    for subscriber_id, campaign_id in _unsubscribe_ids(report, secret_key):
+def _unsubscribe(
+    session: Session, report: Report, *, secret_key: tokens.Keys, now: datetime
+) -> Outcome:
+    for subscriber_id, campaign_id in _unsubscribe_ids(session, report, secret_key):
         try:
             changed = subscriptions.unsubscribe(
                 session, subscriber_id, now=now, channel="mailto", campaign_id=campaign_id or None
@@ -503,7 +509,7 @@ def process_message(
     factory: sessionmaker[Session],
     raw: bytes,
     *,
-    secret_key: str,
+    secret_key: tokens.Keys,
     clock: Callable[[], datetime],
     envelope_to: str = "",
     label: str = "",
@@ -585,7 +591,9 @@ def _event(number: int, event: Any) -> Report:
     )
 
 
-def apply_events(session: Session, payload: Any, *, secret_key: str, now: datetime) -> Counter[str]:
+def apply_events(
+    session: Session, payload: Any, *, secret_key: tokens.Keys, now: datetime
+) -> Counter[str]:
     """Check every webhook event, then apply them all in the caller's transaction."""
     reports = reports_from_events(payload)
     return Counter(apply(session, report, secret_key=secret_key, now=now) for report in reports)

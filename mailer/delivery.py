@@ -37,7 +37,7 @@ from mailer.models import (
     SuppressionReason,
 )
 from mailer.ratelimit import Bucket
-from mailer.tokens import Purpose
+from mailer.tokens import Purpose, delivery_binding
 from mailer.transport import PermanentFailure, RelayUnavailable, Transport
 
 # Replies that mean "you are sending too much": the whole campaign slows down.
@@ -142,22 +142,29 @@ def _recipients(
     }
     found: dict[int, Recipient | None] = dict.fromkeys(subscriber_ids)
     rows = session.execute(
-        select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.time_zone).where(
+        select(
+            Subscriber.id,
+            Subscriber.email,
+            Subscriber.name,
+            Subscriber.time_zone,
+            Subscriber.token_key,
+        ).where(
             Subscriber.id.in_(subscriber_ids),
             Subscriber.status == SubscriberStatus.CONFIRMED,
             ~exists().where(Suppression.email == Subscriber.email),
         )
     )
-    for subscriber_id, email, name, zone in rows:
+    for subscriber_id, email, name, zone, key in rows:
         found[subscriber_id] = Recipient(
             email=email,
             name=name,
             topics=tuple(sorted(topics.get(subscriber_id, []))),
             time_zone=zone,
-            preferences_url=links.url("preferences", Purpose.PREFERENCES, subscriber_id),
-            unsubscribe_url=links.unsubscribe_url(subscriber_id, campaign_id),
-            unsubscribe_mailto=links.unsubscribe_mailto(subscriber_id, campaign_id),
+            preferences_url=links.url("preferences", Purpose.PREFERENCES, subscriber_id, bind=key),
+            unsubscribe_url=links.unsubscribe_url(subscriber_id, campaign_id, key),
+            unsubscribe_mailto=links.unsubscribe_mailto(subscriber_id, campaign_id, key),
             notice_ids=chosen.get(subscriber_id, ()),
+            token_key=key,
         )
     return found
 
@@ -265,7 +272,11 @@ def send_batch(
                 renderer.build(
                     recipient,
                     now=clock(),
-                    return_path=links.return_path(Purpose.BOUNCE, delivery_id),
+                    return_path=links.return_path(
+                        Purpose.BOUNCE,
+                        delivery_id,
+                        bind=delivery_binding(campaign_id, subscriber_id, recipient.token_key),
+                    ),
                 )
                 if recipient
                 else None

@@ -39,6 +39,7 @@ class Recipient:
     unsubscribe_mailto: str
     # Automatic sends choose each reader's notices when planning; () = the campaign's.
     notice_ids: tuple[int, ...] = ()
+    token_key: str = ""  # what the tokens in their mail are bound to (mailer.tokens)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ def init_app(app: Flask, settings: Settings, templates: Path) -> None:
         },
     )
     app.extensions["mailer.links"] = LinkMaker(
-        settings.base_url, settings.secret_key, settings.sender_domain
+        settings.base_url, settings.secret_keys, settings.sender_domain
     )
     app.extensions["mailer.bucket"] = ratelimit.for_broker(settings.broker_url, settings.send_rate)
     app.extensions["mailer.breaker"] = Breaker(breaker.for_broker(settings.broker_url))

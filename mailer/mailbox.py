@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailer import bounces
 from mailer.errors import MailerError
+from mailer.tokens import Keys
 
 log = logging.getLogger("mailer.mailbox")
 
@@ -195,7 +196,7 @@ def process_mailbox(
     box: Mailbox,
     factory: sessionmaker[Session],
     *,
-    secret_key: str,
+    secret_key: Keys,
     clock: Callable[[], datetime],
     limit: int = MAX_PER_RUN,
 ) -> Counter[str]:
@@ -217,7 +218,7 @@ def process(
     url: str,
     factory: sessionmaker[Session],
     *,
-    secret_key: str,
+    secret_key: Keys,
     clock: Callable[[], datetime],
     imap_connect: Callable[..., Any] | None = None,
 ) -> Counter[str]:

@@ -20,61 +20,82 @@ SUBJECTS = {
     MailKind.WELCOME: "Welcome to {site}",
     MailKind.ADDRESS_CHANGE: "Please confirm your new address for {site}",
     MailKind.PREFERENCES_LINK: "Your preferences link for {site}",
+    MailKind.ADDRESS_CHANGED: "Your subscription to {site} moved to a new address",
 }
 
 
 @dataclass(frozen=True, slots=True)
 class LinkMaker:
-    """Builds the absolute, signed links and the token addresses that go into mail."""
+    """Builds the absolute, signed links and the token addresses that go into mail.
+
+    Each token is bound to its row (`bind`, `key`: see mailer.tokens), so the
+    caller passes that row's token key along with its id.
+    """
 
     base_url: str
-    secret_key: str
+    keys: tokens.Keys  # the secret key(s), newest first: tokens are signed with the first
     mail_domain: str = "localhost"  # the From domain: VERP and mailto-unsubscribe addresses
 
-    def url(self, path: str, purpose: tokens.Purpose, subject_id: int) -> str:
-        return f"{self.base_url}/{path}/{tokens.make(self.secret_key, purpose, subject_id)}"
+    def url(self, path: str, purpose: tokens.Purpose, value: object, *, bind: str) -> str:
+        return f"{self.base_url}/{path}/{tokens.make(self.keys, purpose, value, bind=bind)}"
 
-    def unsubscribe_token(self, subscriber_id: int, campaign_id: int | None) -> str:
+    def unsubscribe_token(self, subscriber_id: int, campaign_id: int | None, key: str) -> str:
         return tokens.make_compact(
-            self.secret_key, tokens.Purpose.UNSUBSCRIBE, subscriber_id, campaign_id or 0
+            self.keys, tokens.Purpose.UNSUBSCRIBE, subscriber_id, campaign_id or 0, bind=key
         )
 
-    def unsubscribe_url(self, subscriber_id: int, campaign_id: int | None) -> str:
+    def unsubscribe_url(self, subscriber_id: int, campaign_id: int | None, key: str) -> str:
         """The one-click URL (RFC 8058): GET shows a page, POST unsubscribes."""
-        return f"{self.base_url}/u/{self.unsubscribe_token(subscriber_id, campaign_id)}"
+        return f"{self.base_url}/u/{self.unsubscribe_token(subscriber_id, campaign_id, key)}"
 
-    def unsubscribe_mailto(self, subscriber_id: int, campaign_id: int | None) -> str:
-        token = self.unsubscribe_token(subscriber_id, campaign_id)
+    def unsubscribe_mailto(self, subscriber_id: int, campaign_id: int | None, key: str) -> str:
+        token = self.unsubscribe_token(subscriber_id, campaign_id, key)
         return f"mailto:unsubscribe+{token}@{self.mail_domain}?subject=unsubscribe"
 
-    def return_path(self, purpose: tokens.Purpose, subject_id: int) -> str:
+    def return_path(self, purpose: tokens.Purpose, subject_id: int, *, bind: str) -> str:
         """The VERP envelope sender: a bounce names the mail it is about by its address."""
-        token = tokens.make_compact(self.secret_key, purpose, subject_id)
+        token = tokens.make_compact(self.keys, purpose, subject_id, bind=bind)
         return f"bounce+{token}@{self.mail_domain}"
 
 
 def _context(
     session: Session, mail: TransactionalMail, subscriber: Subscriber, links: LinkMaker
 ) -> dict[str, object]:
+    key = subscriber.token_key
     if mail.kind == MailKind.CONFIRM:
         # The confirmation names the topics asked for, but nothing typed into
         # the form: bots use signup forms to push text into strangers' inboxes.
         consent = session.get_one(Consent, mail.consent_id)
         return {
-            "confirm_url": links.url("confirm", tokens.Purpose.CONFIRM, consent.id),
-            "not_me_url": links.url("not-me", tokens.Purpose.NOT_ME, consent.id),
+            "confirm_url": links.url(
+                "confirm", tokens.Purpose.CONFIRM, consent.id, bind=consent.token_key
+            ),
+            "not_me_url": links.url(
+                "not-me", tokens.Purpose.NOT_ME, consent.id, bind=consent.token_key
+            ),
             "topics": consent.topic_list,
         }
     if mail.kind == MailKind.ADDRESS_CHANGE:
         # Sent to the new address: its link proves the reader holds that mailbox.
-        token = tokens.make_value(
-            links.secret_key, tokens.Purpose.ADDRESS_CHANGE, [subscriber.id, mail.email]
-        )
-        return {"confirm_url": f"{links.base_url}/change-address/{token}"}
+        value = [subscriber.id, mail.email]
+        return {
+            "confirm_url": links.url(
+                "change-address", tokens.Purpose.ADDRESS_CHANGE, value, bind=key
+            )
+        }
+    if mail.kind == MailKind.ADDRESS_CHANGED:
+        # Sent to the old address: whoever moved the subscription away can be undone.
+        value = [subscriber.id, mail.email, subscriber.email]
+        return {
+            "new_address": subscriber.email,
+            "undo_url": links.url("undo-address", tokens.Purpose.ADDRESS_UNDO, value, bind=key),
+        }
     return {
         "name": subscriber.name,
         "topics": subscriber.topic_names,
-        "preferences_url": links.url("preferences", tokens.Purpose.PREFERENCES, subscriber.id),
+        "preferences_url": links.url(
+            "preferences", tokens.Purpose.PREFERENCES, subscriber.id, bind=key
+        ),
     }
 
 
@@ -110,7 +131,9 @@ def send_transactional(
             context=_context(session, mail, subscriber, links),
             now=now,
             headers={"Auto-Submitted": "auto-generated"},  # RFC 3834: no auto-replies, please
-            return_path=links.return_path(tokens.Purpose.BOUNCE_MAIL, mail.id),
+            return_path=links.return_path(
+                tokens.Purpose.BOUNCE_MAIL, mail.id, bind=tokens.mail_binding(mail.kind, mail.email)
+            ),
         )
     except (ValueError, MessageError) as error:  # a mail that cannot be built never will be
         mail.status, mail.last_error = MailStatus.FAILED, f"cannot compose: {error}"

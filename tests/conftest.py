@@ -116,7 +116,7 @@ def clean_redis() -> Iterator[None]:
 def make_settings(smtp: tuple[Inbox, int], pg_url: str) -> Callable[..., Settings]:
     def build(**overrides: object) -> Settings:
         values: dict[str, object] = {
-            "secret_key": "test-secret-key",
+            "secret_key": "test-key-9f2c4e7a1b3d5f60-8e1a2c4b6d8f0a13",
             "base_url": "http://mailer.test",
             "sender": "Health Notices <notices@mailer.test>",
             "postal_address": "1 Test Street, Testville",

@@ -189,7 +189,7 @@ def process_bounces() -> dict[str, int]:
         counts = mailbox.process(
             settings.bounce_mailbox,
             current_app.extensions["mailer.sessionmaker"],
-            secret_key=settings.secret_key,
+            secret_key=settings.secret_keys,
             clock=clock.now,
         )
     except mailbox.MailboxUnavailable as error:

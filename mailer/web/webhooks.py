@@ -48,7 +48,7 @@ def bounce():
     settings = current_app.extensions["mailer.settings"]
     try:
         counts = bounces.apply_events(
-            session, payload, secret_key=settings.secret_key, now=clock.now()
+            session, payload, secret_key=settings.secret_keys, now=clock.now()
         )
     except bounces.InvalidEvents as error:
         session.rollback()
