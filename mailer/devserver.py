@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from mailer import redact
+
 VAR = Path("var")
 HOST, PORT = os.environ.get("MAILER_HOST", "127.0.0.1"), os.environ.get("PORT", "8000")
 ADMIN_EMAIL = "admin@localhost"
@@ -96,6 +98,13 @@ def _login_lines(base_url: str, password: str | None) -> str:
     )
 
 
+def _mail_line(smtp_url: str) -> str:
+    # A relay's URL may carry its password: printed without it.
+    if smtp_url.startswith("outbox:"):
+        return f"  mail lands in: {smtp_url.removeprefix('outbox:')}/ (one .eml a message)\n"
+    return f"  mail goes to:  {redact.url(smtp_url)}\n"
+
+
 def _processes(env: dict[str, str]) -> dict[str, list[str]]:
     bin_dir = Path(sys.executable).parent
     return {
@@ -109,6 +118,8 @@ def _processes(env: dict[str, str]) -> dict[str, list[str]]:
             "4",
             "--access-logfile",
             "-",
+            "--logger-class",
+            "mailer.access_log.TokenSafeLogger",  # no link tokens in the access log
             "mailer:create_app()",
         ],
         "worker": [
@@ -122,6 +133,22 @@ def _processes(env: dict[str, str]) -> dict[str, list[str]]:
             "transactional,bulk",
             "--concurrency",
             "2",
+        ],
+        # Feeds and the bounce mailbox on a worker of their own: a slow feed
+        # never holds up a confirmation mail (the Procfile's housekeeping line).
+        "housekeeping": [
+            str(bin_dir / "celery"),
+            "-A",
+            "worker.app",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--queues",
+            "housekeeping",
+            "--concurrency",
+            "1",
+            "--hostname",
+            "housekeeping@%h",
         ],
         "beat": [
             str(bin_dir / "celery"),
@@ -170,10 +197,10 @@ def main() -> int:
         f"\n  mailer is running: {env['MAILER_BASE_URL']}/\n"
         f"  signup page:   {env['MAILER_BASE_URL']}/\n"
         f"  embeddable:    {env['MAILER_BASE_URL']}/embed\n"
-        f"  mail lands in: {env['MAILER_SMTP_URL'].removeprefix('outbox:')}/ (one .eml a message)\n"
+        f"{_mail_line(env['MAILER_SMTP_URL'])}"
         f"  health:        {env['MAILER_BASE_URL']}/healthz\n"
         f"{_login_lines(env['MAILER_BASE_URL'], password)}"
-        "  Press Ctrl-C to stop web, worker and scheduler.\n",
+        "  Press Ctrl-C to stop web, workers and scheduler.\n",
         flush=True,
     )
     exit_code = 0

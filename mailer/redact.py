@@ -8,6 +8,7 @@ more people (and log shippers) can read than the secrets themselves.
 
 from __future__ import annotations
 
+import logging
 import re
 
 # Whatever sits between "scheme://" (or the start) and the last "@" before the
@@ -31,3 +32,16 @@ def url(raw: str) -> str:
 def token_paths(text: str) -> str:
     """`text` (a request line, a path, a log message) with every link token cut out."""
     return TOKEN_PATH.sub(lambda m: f"/{m.group('kind')}/…", text)
+
+
+class TokenFilter(logging.Filter):
+    """A log filter that cuts link tokens out of a record's message and arguments."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = token_paths(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                token_paths(arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        return True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import psycopg
@@ -20,6 +20,7 @@ from mailer.models import Base
 from mailer.settings import Settings
 from tests.helpers import free_port
 from tests.smtp_sink import Inbox, start_sink
+from worker import QUEUES
 
 PG_ADMIN = os.environ.get("MAILER_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 # One database per test run (by process id), so that two runs on one machine
@@ -182,15 +183,15 @@ def session(app: Flask) -> Iterator[Session]:
 
 
 @contextmanager
-def running_worker(app: Flask) -> Iterator[None]:
-    """A real Celery worker consuming the app's broker, in this process."""
+def running_worker(app: Flask, queues: Sequence[str] = QUEUES) -> Iterator[None]:
+    """A real Celery worker consuming the app's broker (all its queues), in this process."""
     with start_worker(
         app.extensions["celery"],
         pool="threads",
         concurrency=2,
         perform_ping_check=False,
         shutdown_timeout=10,
-        queues=["transactional", "bulk"],
+        queues=list(queues),
     ):
         yield
 

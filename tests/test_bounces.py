@@ -395,13 +395,15 @@ def test_forged_tokens_change_nothing(campaign_app, session, inbox, maildir):
     subscriber_id = _subscriber(session, "ann@example.org").id
     good = ann.mail_from.partition("+")[2].partition("@")[0]
 
+    other_purpose = tokens.make_compact(SECRET, tokens.Purpose.UNSUBSCRIBE, delivery_id, bind="")
+    other_key = tokens.make_compact("other-key", tokens.Purpose.BOUNCE, delivery_id, bind="")
     forged = [
         f"bounce+{delivery_id}-aaaaaaaaaaaaaaaa@mailer.test",  # guessed MAC
         f"bounce+{good[:-1]}@mailer.test",  # truncated
         f"bounce+{delivery_id + 1}-{good.rsplit('-', 1)[1]}@mailer.test",  # another mail's id
         # A real token of another purpose, and one made with another key.
-        f"bounce+{tokens.make_compact(SECRET, tokens.Purpose.UNSUBSCRIBE, delivery_id, bind='')}@x.test",
-        f"bounce+{tokens.make_compact('other-key', tokens.Purpose.BOUNCE, delivery_id, bind='')}@x.test",
+        f"bounce+{other_purpose}@x.test",
+        f"bounce+{other_key}@x.test",
     ]
     # Each also carries the original mail, whose Message-ID would match: no fallback.
     reports = [dsn(address, "ann@example.org", original=ann.raw) for address in forged]

@@ -9,6 +9,8 @@ from flask import Flask
 
 from worker.schedule import beat_schedule
 
+QUEUES = ("transactional", "bulk", "housekeeping")
+
 
 def _transport_options(broker_url: str) -> dict[str, Any]:
     if broker_url.startswith("sqla+"):
@@ -40,12 +42,18 @@ def celery_init_app(app: Flask) -> Celery:
         worker_prefetch_multiplier=1,
         broker_transport_options=_transport_options(settings.broker_url),
         task_default_queue="transactional",
-        # Confirmation mail must not wait behind a campaign or a slow feed.
+        # Confirmation mail must not wait behind a campaign, a slow feed or a full
+        # bounce mailbox: each kind of work has its own queue, and the Procfile its
+        # own worker for housekeeping (QUEUES).
         task_routes={
             "mailer.send_batch": {"queue": "bulk"},
-            "mailer.poll_feeds": {"queue": "bulk"},
-            "mailer.process_bounces": {"queue": "bulk"},
+            "mailer.poll_feeds": {"queue": "housekeeping"},
+            "mailer.process_bounces": {"queue": "housekeeping"},
+            "mailer.purge_unconfirmed": {"queue": "housekeeping"},
         },
+        # A backstop for any task without limits of its own (each in worker.tasks has them).
+        task_soft_time_limit=600,
+        task_time_limit=660,
         task_publish_retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
         beat_schedule=beat_schedule(),
         timezone="UTC",

@@ -10,14 +10,32 @@ from celery import shared_task
 from flask import current_app
 from kombu.exceptions import OperationalError
 
-from mailer import automatic, campaigns, clock, db, delivery, feeds, mailbox, mailing, subscriptions
+from mailer import (
+    automatic,
+    campaigns,
+    clock,
+    db,
+    delivery,
+    feeds,
+    mailbox,
+    mailing,
+    safe_http,
+    subscriptions,
+)
 from mailer.digest import DigestRenderer
 from mailer.transport import TemporaryFailure
 
 log = logging.getLogger("worker.tasks")
 
 
-@shared_task(name="mailer.send_mail", bind=True, acks_late=True, max_retries=None)
+@shared_task(
+    name="mailer.send_mail",
+    bind=True,
+    acks_late=True,
+    max_retries=None,
+    soft_time_limit=60,  # an SMTP conversation times out after MAILER_SMTP_TIMEOUT (30 s)
+    time_limit=90,
+)
 def send_mail(self, mail_id: int) -> str:
     """Send one transactional mail; retry temporary failures with backoff and jitter."""
     settings = current_app.extensions["mailer.settings"]
@@ -64,7 +82,7 @@ def enqueue_imported(mail_ids: list[int]) -> None:
         )
 
 
-@shared_task(name="mailer.purge_unconfirmed")
+@shared_task(name="mailer.purge_unconfirmed", soft_time_limit=300, time_limit=360)
 def purge_unconfirmed() -> int:
     """Delete signups that stayed unconfirmed past their link's lifetime."""
     session = db.get_session()
@@ -74,7 +92,7 @@ def purge_unconfirmed() -> int:
     return purged
 
 
-@shared_task(name="mailer.requeue_unsent_mail")
+@shared_task(name="mailer.requeue_unsent_mail", soft_time_limit=60, time_limit=90)
 def requeue_unsent_mail() -> int:
     """Queue again the mails committed but never tried (their broker message was lost)."""
     mail_ids = mailing.never_tried(db.get_session(), now=clock.now())
@@ -104,7 +122,9 @@ def _renderer(campaign_id: int) -> DigestRenderer:
     return cache[key]
 
 
-@shared_task(name="mailer.send_batch", acks_late=True)
+# A batch at a low send rate takes long; its rows are leased, so a batch cut off by
+# its limit goes back to the queue when the lease runs out.
+@shared_task(name="mailer.send_batch", acks_late=True, soft_time_limit=900, time_limit=960)
 def send_batch(campaign_id: int) -> int:
     """Send one batch of a campaign, then queue the next while rows remain."""
     settings = current_app.extensions["mailer.settings"]
@@ -137,7 +157,7 @@ def start_sending(campaign_id: int) -> None:
         send_batch.delay(campaign_id)
 
 
-@shared_task(name="mailer.start_due_campaigns")
+@shared_task(name="mailer.start_due_campaigns", soft_time_limit=120, time_limit=150)
 def start_due_campaigns() -> int:
     """Start scheduled campaigns whose time has come; keep sending ones going."""
     session = db.get_session()
@@ -151,7 +171,7 @@ def start_due_campaigns() -> int:
     return len(due)
 
 
-@shared_task(name="mailer.plan_automatic_sends")
+@shared_task(name="mailer.plan_automatic_sends", soft_time_limit=600, time_limit=660)
 def plan_automatic_sends(at: str | None = None) -> int:
     """Plan what is due (as published, weekly digests, webinar reminders), then start it.
 
@@ -172,14 +192,19 @@ def plan_automatic_sends(at: str | None = None) -> int:
     return len(started)
 
 
-@shared_task(name="mailer.poll_feeds")
+# Each feed has MAILER_FETCH_TIMEOUT for its download; the limits bound the whole round.
+@shared_task(name="mailer.poll_feeds", soft_time_limit=600, time_limit=660)
 def poll_feeds() -> int:
     """Import new entries of every feed; a broken feed is recorded on its row, not raised."""
-    results = feeds.poll_all(current_app.extensions["mailer.sessionmaker"], clock=clock.now)
+    results = feeds.poll_all(
+        current_app.extensions["mailer.sessionmaker"],
+        safe_http.Policy.from_settings(current_app.extensions["mailer.settings"]),
+        clock=clock.now,
+    )
     return sum(result.imported for result in results)
 
 
-@shared_task(name="mailer.process_bounces")
+@shared_task(name="mailer.process_bounces", soft_time_limit=600, time_limit=660)
 def process_bounces() -> dict[str, int]:
     """Apply the bounce reports, complaints and mailto unsubscribes waiting in the mailbox."""
     settings = current_app.extensions["mailer.settings"]
