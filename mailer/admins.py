@@ -108,9 +108,9 @@ def authenticate(session: Session, email: str, password: str, now: datetime) -> 
     user = session.scalar(
         select(AdminUser).where(AdminUser.email == email, AdminUser.active.is_(True))
     )
-    if len(password) > MAX_PASSWORD or not _verified(user, password):
+    # _verified hashes for an unknown address too: the time tells no one which accounts exist.
+    if len(password) > MAX_PASSWORD or not _verified(user, password) or user is None:
         return None
-    assert user is not None
     if HASHER.check_needs_rehash(user.password_hash):
         user.password_hash = HASHER.hash(password)  # the parameters were raised since
     user.last_login_at = now

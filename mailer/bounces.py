@@ -228,7 +228,7 @@ def _delivery_status(message: Message, bounce: tuple[str, ...]) -> Report:
             kind = Kind.SOFT_BOUNCE if action == "delayed" else Kind.OTHER
         if worst is None or severity[kind] > severity[worst[0]]:
             worst = (kind, block, status)
-    assert worst is not None
+    assert worst is not None  # noqa: S101 - type narrowing: the loop ran (blocks is not empty)
     kind, block, status = worst
     code = str(block.get("Diagnostic-Code", "")).strip()
     diagnostic = _clean(f"{status} {code.split(';', 1)[-1] if code else ''}")

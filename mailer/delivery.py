@@ -355,7 +355,8 @@ def _retry_later(
     for row in rows:
         tried = attempts.get(row["id"], 1)
         wait = min(settings.relay_hold * 2 ** max(tried - 1, 0), settings.throttle_hold)
-        wait *= random.uniform(0.5, 1.0)  # jitter: retries of one greylisting domain spread out
+        # Jitter: retries of one greylisting domain spread out. Not a secret: any PRNG does.
+        wait *= random.uniform(0.5, 1.0)  # noqa: S311
         done = tried >= settings.max_attempts
         updates.append(
             {

@@ -180,10 +180,15 @@ def main() -> int:
     VAR.mkdir(exist_ok=True)
     env = _environment()
     if len(sys.argv) > 1:  # any `mailer` command against this setup, e.g. `admin create EMAIL`
-        return subprocess.call([sys.executable, "-m", "mailer.cli", *sys.argv[1:]], env=env)
+        # Our own interpreter and module; the arguments are the developer's own, no shell.
+        return subprocess.call([sys.executable, "-m", "mailer.cli", *sys.argv[1:]], env=env)  # noqa: S603
     subprocess.run([sys.executable, "-m", "mailer.cli", "db", "upgrade"], env=env, check=True)
     password = _first_admin(env)
-    children = {name: subprocess.Popen(argv, env=env) for name, argv in _processes(env).items()}
+    # The venv's own gunicorn and celery with fixed arguments (_processes), no shell.
+    children = {
+        name: subprocess.Popen(argv, env=env)  # noqa: S603
+        for name, argv in _processes(env).items()
+    }
     stopping = False
 
     def on_signal(_signum: int, _frame: object) -> None:

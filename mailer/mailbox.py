@@ -18,6 +18,7 @@ next time, and a report applied twice changes nothing more.
 from __future__ import annotations
 
 import contextlib
+import functools
 import imaplib
 import logging
 import mailbox as stdlib_mailbox
@@ -131,11 +132,16 @@ class ImapMailbox:
         folder = unquote(parts.path.lstrip("/")) or "INBOX"
         self.where = f"{parts.scheme}://{host}:{port}/{folder}"  # no password in messages
         if connect is None:
-            connect = imaplib.IMAP4_SSL if secure else imaplib.IMAP4
+            # imaplib's own default context checks no certificate: ours does.
+            connect = (
+                functools.partial(imaplib.IMAP4_SSL, ssl_context=ssl.create_default_context())
+                if secure
+                else imaplib.IMAP4
+            )
         try:
             self.connection = connect(host, port, timeout=timeout)
-            if not secure and "STARTTLS" in getattr(self.connection, "capabilities", ()):
-                self.connection.starttls(ssl_context=ssl.create_default_context())
+            if not secure:
+                self._start_tls()
             self.connection.login(unquote(parts.username or ""), unquote(parts.password or ""))
             status, detail = self.connection.select(_quoted(folder))
         except (imaplib.IMAP4.error, OSError) as error:
@@ -143,6 +149,16 @@ class ImapMailbox:
         if status != "OK":
             self.close()
             raise MailboxUnavailable(f"{self.where}: cannot select the folder: {detail!r}")
+
+    def _start_tls(self) -> None:
+        """imap:// means STARTTLS, or no login at all: the password never travels in clear."""
+        if "STARTTLS" not in getattr(self.connection, "capabilities", ()):
+            self.close()
+            raise MailboxUnavailable(
+                f"{self.where}: the server offers no STARTTLS, so the password is not sent "
+                "(use imaps://, or a server that offers STARTTLS)"
+            )
+        self.connection.starttls(ssl_context=ssl.create_default_context())
 
     def unread(self, limit: int) -> Iterator[tuple[str, bytes]]:
         try:

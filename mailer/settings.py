@@ -403,6 +403,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "reminder_hours": _positive(float),
     "block_disposable": _flag,
     "captcha_provider": _choice("none", "turnstile", "hcaptcha"),
+    "captcha_verify_url": _url("https", "http"),
     "form_min_seconds": _positive(float),
     "form_max_age": _positive(int),
     "max_body_bytes": _positive(int),

@@ -7,7 +7,7 @@ it off. Recovery codes are shown once, on the page that makes them.
 
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from werkzeug import Response
 
 from mailer import admins, clock, db, two_factor
@@ -21,7 +21,8 @@ def _keys() -> tuple[str, ...]:
 
 def _page(status: int = 200, **context: object) -> tuple[str, int]:
     account = admins.get(db.get_session(), current_account().id)
-    assert account is not None
+    if account is None:  # the signed-in account; its row goes only with its sessions
+        abort(404)
     secret = two_factor.pending_secret(db.get_session(), account.id, _keys())
     settings = current_app.extensions["mailer.settings"]
     context.setdefault("error", "")
