@@ -130,6 +130,9 @@ class _DeadlineSocket:
 
     def __init__(self, sock: socket.socket, deadline: _Deadline) -> None:
         self.sock, self.deadline = sock, deadline
+        # As socket.socket does: closing the connection while its response is
+        # still being read closes the socket only once the reader is done.
+        self.readers, self.closed = 0, False
 
     def sendall(self, data: bytes) -> None:
         self.sock.settimeout(self.deadline.remaining())
@@ -140,10 +143,18 @@ class _DeadlineSocket:
         return self.sock.recv_into(buffer, nbytes)
 
     def makefile(self, mode: str = "rb", *_args: object, **_kwargs: object) -> io.BufferedReader:
+        self.readers += 1
         return io.BufferedReader(_Reader(self))
 
+    def reader_closed(self) -> None:
+        self.readers -= 1
+        if self.closed and self.readers <= 0:
+            self.sock.close()
+
     def close(self) -> None:
-        self.sock.close()
+        self.closed = True
+        if self.readers <= 0:
+            self.sock.close()
 
 
 class _Reader(io.RawIOBase):
@@ -156,6 +167,11 @@ class _Reader(io.RawIOBase):
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         return self.sock.recv_into(buffer)
 
+    def close(self) -> None:
+        if not self.closed:
+            self.sock.reader_closed()
+        super().close()
+
 
 class _Connection(http.client.HTTPConnection):
     """http.client over a socket we connected (and checked) ourselves."""
@@ -163,10 +179,15 @@ class _Connection(http.client.HTTPConnection):
     def __init__(self, host: str, port: int, sock: _DeadlineSocket, default_port: int) -> None:
         super().__init__(host, port)
         self.sock = sock  # type: ignore[assignment]
+        self._raw = sock
         self.default_port = default_port  # the Host header names the port only when unusual
 
     def connect(self) -> None:  # already connected
         return None
+
+    def sock_closer(self) -> None:
+        """Close the socket for good, whoever still holds a reader (the hop is over)."""
+        self._raw.sock.close()
 
 
 def _addresses(host: str, port: int, policy: Policy, deadline: _Deadline) -> list[IPAddress]:
@@ -268,6 +289,7 @@ def _hop(url: str, policy: Policy, deadline: _Deadline, headers: Mapping[str, st
         return Response(url, answer.status, answer.headers, bytes(body))
     finally:
         connection.close()
+        connection.sock_closer()
 
 
 def fetch(url: str, policy: Policy, *, headers: Mapping[str, str] | None = None) -> Response:
