@@ -380,7 +380,7 @@ def test_export_csv_streams_every_row_of_the_current_filter(client, session):
     assert exported["name"] == '\'=HYPERLINK("x")'
     assert session.scalar(
         select(AuditEntry.detail).where(AuditEntry.action == "subscribers.export").limit(1)
-    ) == json.dumps({"state": "pending"})
+    ) == json.dumps({"state": "pending", "topic": "", "search": False})
 
 
 # ---- one subscriber ----

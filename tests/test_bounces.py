@@ -656,12 +656,14 @@ def test_cli_and_beat_process_the_configured_mailbox(make_app, session, maildir)
     ]
     assert suppression.reason_for(session, "ann@example.org") == "hard_bounce"
 
-    # The beat's task reads the same mailbox, every 5 minutes, on the bulk queue.
+    # The beat's task reads the same mailbox, every 5 minutes, on the housekeeping queue.
     _drop(maildir, dsn("bounce@mailer.test", "bob@example.org"))
     with app.app_context():
         assert tasks.process_bounces() == {"hard_bounce": 1}
     assert beat_schedule()["process-bounces"]["schedule"] == 300.0
-    assert app.extensions["celery"].conf.task_routes["mailer.process_bounces"] == {"queue": "bulk"}
+    assert app.extensions["celery"].conf.task_routes["mailer.process_bounces"] == {
+        "queue": "housekeeping"
+    }
 
     assert _cli(app, "bounces", "process").output.splitlines() == ["0 messages processed"]
     missing = _cli(app, "bounces", "process", "--mailbox", f"maildir://{maildir}/nope")
