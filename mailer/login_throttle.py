@@ -30,9 +30,9 @@ def _pair(account: str, ip: str) -> str:
 
 
 def _wait_after(failures: int) -> timedelta:
-    if failures < FREE_FAILURES:
+    if failures <= FREE_FAILURES:
         return timedelta(0)
-    return min(timedelta(seconds=2 ** (failures - FREE_FAILURES)), MAX_WAIT)
+    return min(timedelta(seconds=2 ** (failures - FREE_FAILURES - 1)), MAX_WAIT)
 
 
 def _aware(moment: datetime) -> datetime:
