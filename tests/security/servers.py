@@ -32,7 +32,9 @@ def rss(title: str, slug: str) -> bytes:
 class Site:
     """An HTTP server on one loopback address: path -> (status, headers, body), and its hits."""
 
-    def __init__(self, host: str, routes: dict[str, tuple[int, dict[str, str], bytes]]) -> None:
+    def __init__(
+        self, host: str, routes: dict[str, tuple[int, dict[str, str], bytes]], port: int = 0
+    ) -> None:
         self.routes = routes
         self.hits: list[str] = []
         site = self
@@ -50,7 +52,7 @@ class Site:
             def log_message(self, *_args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.server = ThreadingHTTPServer((host, port), Handler)
         self.host, self.port = host, self.server.server_port
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -67,13 +69,12 @@ class DrippingSite:
 
     def __init__(self, host: str = "127.0.0.2", *, seconds: float, interval: float = 0.2) -> None:
         self.active = 0  # responses still dripping
-        self.started = threading.Event()
+        self.completed = 0  # responses dripped to the end: the client waited for all of it
         site = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 site.active += 1
-                site.started.set()
                 try:
                     self.send_response(200)
                     self.send_header("Content-Type", "application/rss+xml")
@@ -84,6 +85,7 @@ class DrippingSite:
                         self.wfile.write(b" ")
                         self.wfile.flush()
                         time.sleep(interval)
+                    site.completed += 1
                 except OSError:
                     pass  # the client hung up: what a deadline does
                 finally:
