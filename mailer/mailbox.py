@@ -145,6 +145,8 @@ class ImapMailbox:
             self.connection.login(unquote(parts.username or ""), unquote(parts.password or ""))
             status, detail = self.connection.select(_quoted(folder))
         except (imaplib.IMAP4.error, OSError) as error:
+            if hasattr(self, "connection"):  # connected, then refused: hang up
+                self.close()
             raise MailboxUnavailable(f"{self.where}: {error}") from None
         if status != "OK":
             self.close()

@@ -149,7 +149,7 @@ def test_other_ports_and_schemes_are_refused(feed_app, session, world):
         "192.168.1.1",
         "169.254.169.254",  # cloud metadata
         "100.64.0.1",  # carrier-grade NAT
-        "0.0.0.0",  # noqa: S104 - the address under test, not a bind
+        "0.0.0.0",
         "224.0.0.1",
         "240.0.0.1",
         "[::1]",
