@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DataError, IntegrityError, NoResultFound
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailer import notices, safe_http
+from mailer import notices, redact, safe_http
 from mailer.errors import InvalidFeed, InvalidNotice
 from mailer.models import Feed, NoticeKind
 
@@ -83,7 +83,7 @@ def fetch(url: str, policy: safe_http.Policy) -> Document:
     try:
         response = safe_http.fetch(url, policy, headers={"Accept": ACCEPT})
     except safe_http.FetchError as error:
-        log.warning("feed %s: %s", url, error.detail)
+        log.warning("feed %s: %s", redact.url(url), error.detail)
         raise FeedUnavailable(error.public) from None
     if response.status >= 400:
         raise FeedUnavailable(f"HTTP {response.status}")
@@ -341,7 +341,7 @@ def _poll_one(
         problem = FeedUnavailable(f"import failed: {error!r}"[:500])
         result = _store(factory, feed_id, problem, now=clock())
     if result.error:
-        log.warning("feed %s (%s): %s", feed_id, url, result.error)
+        log.warning("feed %s (%s): %s", feed_id, redact.url(url), result.error)
     else:
         log.info("feed %s: %s imported, %s skipped", feed_id, result.imported, result.skipped)
     return result

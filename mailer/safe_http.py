@@ -35,6 +35,7 @@ from urllib.parse import urljoin, urlsplit
 import dns.exception
 import dns.resolver
 
+from mailer import redact
 from mailer.settings import Settings, resolver_address
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -222,7 +223,7 @@ def _connect(url: str, policy: Policy, deadline: _Deadline) -> tuple[_Connection
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS or not parts.hostname:
-        raise FetchError("refused: only http and https URLs are fetched", f"refused {url!r}")
+        raise FetchError("refused: only http and https URLs are fetched", redact.url(url))
     try:
         port = parts.port or DEFAULT_PORTS[scheme]
     except ValueError:
@@ -230,9 +231,7 @@ def _connect(url: str, policy: Policy, deadline: _Deadline) -> tuple[_Connection
             "refused: the URL's port is not a number", f"bad port in {url!r}"
         ) from None
     if port not in (DEFAULT_PORTS[scheme], *policy.ports):
-        raise FetchError(
-            "refused: only the standard ports (80, 443) are fetched", f"port {port} of {url!r}"
-        )
+        raise FetchError("refused: only the standard ports (80, 443) are fetched", f"port {port}")
     host = parts.hostname
     addresses = _addresses(host, port, policy, deadline)
     if not addresses:
@@ -285,7 +284,7 @@ def _hop(url: str, policy: Policy, deadline: _Deadline, headers: Mapping[str, st
         while chunk := answer.read(64 * 1024):
             body += chunk
             if len(body) > policy.max_bytes:
-                raise FetchError(f"larger than {policy.max_bytes // 2**20} MB", url)
+                raise FetchError(f"larger than {policy.max_bytes // 2**20} MB")
         return Response(url, answer.status, answer.headers, bytes(body))
     finally:
         connection.close()
@@ -309,9 +308,13 @@ def fetch(url: str, policy: Policy, *, headers: Mapping[str, str] | None = None)
                 return response
             current = urljoin(current, location.strip())
     except TimeoutError as error:
-        raise FetchError(f"took longer than {policy.timeout:g} s", f"{current}: {error}") from None
+        raise FetchError(
+            f"took longer than {policy.timeout:g} s", f"{redact.url(current)}: {error}"
+        ) from None
     except ssl.SSLError as error:
-        raise FetchError("the TLS handshake failed", f"{current}: {error!r}") from None
+        raise FetchError("the TLS handshake failed", f"{redact.url(current)}: {error!r}") from None
     except (OSError, http.client.HTTPException, UnicodeError, ValueError) as error:
-        raise FetchError("could not be reached", f"{current}: {error!r}") from None
-    raise FetchError("too many redirects", f"more than {policy.max_redirects} from {url}")
+        raise FetchError("could not be reached", f"{redact.url(current)}: {error!r}") from None
+    raise FetchError(
+        "too many redirects", f"more than {policy.max_redirects} from {redact.url(url)}"
+    )
