@@ -26,8 +26,9 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from urllib.parse import urlsplit
 
-from mailer import create_app, delivery
-from mailer.digest import Recipient
+from mailer import create_app
+from mailer.sending import get_mailroom
+from mailer.sending.digest import Recipient
 
 PREFERENCES = "@@bench-preferences@@"
 UNSUBSCRIBE = "@@bench-unsubscribe@@"
@@ -38,12 +39,8 @@ TOKEN = "MTIzNDU2.aQx1Zw.Yl3iK0rHq2bS5mQ8vT1nW4pX7eA"
 def rendered(campaign_id: int) -> tuple[str, str, str, list[tuple[bytes, str, str, str]]]:
     """Subject, text, HTML and attachments of the campaign's digest, rendered once."""
     app = create_app()
-    settings = app.extensions["mailer.settings"]
-    composer = app.extensions["mailer.composer"]
     with app.extensions["mailer.sessionmaker"]() as session:
-        renderer = delivery.load_renderer(
-            session, campaign_id, composer, site_time_zone=settings.site_time_zone
-        )
+        renderer = get_mailroom(app).renderers.get(session, campaign_id)
     probe = renderer.build(
         Recipient(
             "probe@example.com",

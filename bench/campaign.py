@@ -25,7 +25,7 @@ Phases, each printing its figures:
   then builds each message with email.message.EmailMessage and sends it over
   one persistent smtplib connection: no database, no broker.
 - campaign: `start` (mailer.campaigns.start_campaign + commit, then
-  worker.tasks.start_sending) to the last message the sink accepted, for the
+  mailer.jobs start_sending) to the last message the sink accepted, for the
   throughput list size on PostgreSQL + Redis. Target: >= 0.7x the limit.
   After each campaign, claim_batch is timed with 90 % of the list sent
   (rebuilt in a rolled-back transaction), and its plan printed: what it
@@ -43,7 +43,7 @@ Phases, each printing its figures:
 - embedded-rate: the same with MAILER_SEND_RATE=50 (the default, which `make
   run` keeps), 1,000 recipients: the 2 pool processes share one bucket (a
   file beside the broker's database), so together they send at most 50/s.
-- profile (--profile N): the worker path (mailer.delivery.send_batch, in this
+- profile (--profile N): the worker path (mailer.sending.batch.send_batch, in this
   process, batches until the campaign is done) under cProfile, for N
   recipients, broken down by where the wall time goes.
 
@@ -621,7 +621,7 @@ def run_campaign(
 ) -> Run:
     """A real campaign: `start` to the last message accepted, with 2 worker processes."""
     from mailer import campaigns
-    from worker import tasks
+    from mailer.jobs import get_jobs
 
     factory = app.extensions["mailer.sessionmaker"]
     campaign_id = create_campaign(app, notice_ids)
@@ -639,7 +639,7 @@ def run_campaign(
                 planned = campaigns.start_campaign(session, campaign_id, now=datetime.now(UTC))
                 session.commit()
             plan_seconds = clock() - started
-            tasks.start_sending(campaign_id)
+            get_jobs().start_sending(campaign_id)
         trail, status = watch(relay, running, factory, campaign_id, planned, label)
         cpu_after, busy_after, pg_after = running.cpu(), machine_busy(), pg_backends()
         running.sample()
@@ -695,7 +695,7 @@ def claim_cost(factory: Callable[[], Any], campaign_id: int) -> tuple[float, lis
     the median of 7 is kept, and the last one's UPDATEs are run again under
     EXPLAIN ANALYZE for the plan (which index it walks, and over how many rows).
     """
-    from mailer import delivery
+    from mailer.sending import ledger
 
     statements: list[tuple[str, Any]] = []
     lease = timedelta(minutes=5)
@@ -726,7 +726,7 @@ def claim_cost(factory: Callable[[], Any], campaign_id: int) -> tuple[float, lis
                 statements.clear()  # keep the last claim's (one or two UPDATEs)
                 savepoint = session.begin_nested()
                 started = clock()
-                delivery.claim_batch(
+                ledger.claim_batch(
                     session, campaign_id, size=200, now=datetime.now(UTC), lease=lease
                 )
                 times.append(clock() - started)
@@ -925,7 +925,8 @@ def run_profile(
     env: dict[str, str], db: psycopg.Connection, notice_ids: list[int], size: int, work: Path
 ) -> tuple[list[str], list[str]]:
     """The worker path in this process under cProfile: send_batch until the campaign is done."""
-    from mailer import campaigns, delivery
+    from mailer import campaigns
+    from mailer.sending import get_mailroom
 
     db.execute("TRUNCATE subscriber CASCADE")  # the profile's campaign goes to `size` only
     grow_pg(db, size)
@@ -934,38 +935,21 @@ def run_profile(
         app = make_app({**env, "MAILER_SMTP_URL": f"smtp://127.0.0.1:{relay.port}"})
         campaign_id = create_campaign(app, notice_ids)
         factory = app.extensions["mailer.sessionmaker"]
-        ext, settings = app.extensions, app.extensions["mailer.settings"]
+        mailroom = get_mailroom(app)
         with app.app_context():
             with factory() as session:
                 campaigns.start_campaign(session, campaign_id, now=datetime.now(UTC))
                 session.commit()
-            with factory() as session:
-                renderer = delivery.load_renderer(
-                    session,
-                    campaign_id,
-                    ext["mailer.composer"],
-                    site_time_zone=settings.site_time_zone,
-                )
             profiler = cProfile.Profile()
             started = clock()
             profiler.enable()
             while True:
-                outcome = delivery.send_batch(
-                    factory,
-                    campaign_id,
-                    transport=ext["mailer.transport"],
-                    renderer=renderer,
-                    links=ext["mailer.links"],
-                    bucket=ext["mailer.bucket"],
-                    breaker=ext["mailer.breaker"],
-                    settings=delivery.BatchSettings(),
-                    clock=lambda: datetime.now(UTC),
-                )
+                outcome = mailroom.send_batch(factory, campaign_id, clock=lambda: datetime.now(UTC))
                 if not outcome.more:
                     break
             profiler.disable()
             wall = clock() - started
-            ext["mailer.transport"].close()
+            mailroom.close()
         time.sleep(0.3)
         final = relay.status()
     stats = pstats.Stats(profiler)

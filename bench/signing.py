@@ -7,7 +7,7 @@ Run: .venv/bin/python bench/signing.py     (about 4 minutes on 2 cores; --quick:
   VERP return path, flattened as the transport sends it) is signed over and
   over, in this process, with a 2048-bit and a 1024-bit key: by dkimpy's own
   `dkim.sign` (its pure-Python RSA, the same h= list and relaxed/relaxed) and
-  by mailer.dkim_signing.DkimSigner (dkimpy's canonicalisation, RSA through
+  by mailer.sending.signing.DkimSigner (dkimpy's canonicalisation, RSA through
   `cryptography`). CPU time per message; every signature is checked once
   with dkim.verify against a DNS stub. Limit: < 1 ms a message.
 - throughput: bench/campaign.py's `run_campaign` (a real celery worker with 2
@@ -74,7 +74,7 @@ def write_key(path: Path, bits: int) -> rsa.RSAPrivateKey:
 
 
 def dns_for(key: rsa.RSAPrivateKey) -> Any:
-    from mailer.dkim_signing import public_record
+    from mailer.sending.signing import public_record
 
     record, name = public_record(key).encode(), f"{SELECTOR}._domainkey.{DOMAIN}.".encode()
     return lambda asked, timeout=5: record if asked == name else None
@@ -82,17 +82,15 @@ def dns_for(key: rsa.RSAPrivateKey) -> Any:
 
 def campaign_messages(app: Any, campaign_id: int, count: int) -> tuple[list[bytes], float]:
     """`count` messages as the worker builds them, flattened; and the CPU ms each took."""
-    from mailer import delivery
-    from mailer.digest import Recipient
+    from mailer.sending import get_mailroom
+    from mailer.sending.digest import Recipient
+    from mailer.sending.transport import wire_bytes
     from mailer.tokens import Purpose
-    from mailer.transport import wire_bytes
 
-    links, composer = app.extensions["mailer.links"], app.extensions["mailer.composer"]
-    settings = app.extensions["mailer.settings"]
+    mailroom = get_mailroom(app)
+    links = mailroom.links
     with app.extensions["mailer.sessionmaker"]() as session:
-        renderer = delivery.load_renderer(
-            session, campaign_id, composer, site_time_zone=settings.site_time_zone
-        )
+        renderer = mailroom.renderers.get(session, campaign_id)
     renderer.build(_recipient(Recipient, links, campaign_id, 0), now=datetime.now(UTC))  # warm
     started = time.process_time()
     messages = []
@@ -109,7 +107,7 @@ def campaign_messages(app: Any, campaign_id: int, count: int) -> tuple[list[byte
 
 
 def _recipient(kind: Any, links: Any, campaign_id: int, subscriber_id: int) -> Any:
-    """What mailer.delivery gives the renderer for a subscriber of every topic."""
+    """What mailer.sending.batch gives the renderer for a subscriber of every topic."""
     from mailer.tokens import Purpose
 
     return kind(
@@ -132,7 +130,7 @@ def per_message_ms(sign: Any, messages: list[bytes], loops: int) -> float:
 
 def measure_cost(messages: list[bytes], bits: int, work: Path, sizes: Sizes) -> list[str]:
     """One line of figures for a key of `bits`; problems are raised."""
-    from mailer.dkim_signing import DkimSigner, load_key
+    from mailer.sending.signing import DkimSigner, load_key
 
     path = work / f"cost-{bits}.pem"
     write_key(path, bits)

@@ -1,4 +1,8 @@
-"""mailer: newsletter and notice service. `create_app` builds the web app and binds the worker."""
+"""mailer: newsletter and notice service. `create_app` builds the app web, CLI and worker share.
+
+It never imports `worker`: the worker imports mailer (worker.app), and the
+web process queues tasks by name through mailer.jobs.
+"""
 
 from __future__ import annotations
 
@@ -34,11 +38,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["mailer.settings"] = settings
     db.init_app(app, settings.database_url, {suppression.INFO_KEY: suppression.keys_for(settings)})
 
-    from mailer import mail_setup
+    from mailer import jobs
+    from mailer.sending import mailroom
     from mailer.web import init_web
-    from worker import celery_init_app
 
-    mail_setup.init_app(app, settings, TEMPLATES)
-    celery_init_app(app)
+    mailroom.init_app(app, settings, TEMPLATES)
+    jobs.init_app(app, settings)
     init_web(app)
     return app

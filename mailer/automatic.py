@@ -30,8 +30,6 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from mailer import campaigns
-from mailer.compose import topic_phrase
-from mailer.digest import KIND_LABELS
 from mailer.models import (
     AutomaticSending,
     Campaign,
@@ -49,6 +47,8 @@ from mailer.models import (
     Suppression,
     Topic,
 )
+from mailer.sending.compose import topic_phrase
+from mailer.sending.digest import KIND_LABELS
 from mailer.settings import WEEKDAYS, Settings
 
 ALL_TOPICS = ",".join(topic.value for topic in Topic)
@@ -607,16 +607,4 @@ def status(session: Session, *, latest: int = 10) -> Status:
             }
             for row in recent
         ],
-    )
-
-
-def notice_count(session: Session, campaign_id: int) -> int:
-    """How many notices a campaign lists: a weekly digest gains some as time zones come due."""
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(CampaignNotice)
-            .where(CampaignNotice.campaign_id == campaign_id)
-        )
-        or 0
     )

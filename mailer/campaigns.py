@@ -244,6 +244,53 @@ def resend_failed(session: Session, campaign_id: int) -> int:
     return requeued
 
 
+# The actions an editor can take on a campaign, from the console, the API or the CLI.
+ACTIONS = ("start", "pause", "resume", "cancel", "resend-failed", "schedule")
+# After these commit, workers must be told: the campaign has rows to send again.
+RESTARTS_SENDING = frozenset({"start", "resume", "resend-failed"})
+
+
+@dataclass(frozen=True, slots=True)
+class ActionOutcome:
+    """What an action did, in words for the person, and whether sending must be (re)started."""
+
+    message: str
+    restart_sending: bool
+
+
+def apply_action(
+    session: Session,
+    campaign_id: int,
+    action: str,
+    *,
+    now: datetime,
+    send_at: datetime | None = None,
+) -> ActionOutcome:
+    """Do one of ACTIONS; flush, never commit. The caller commits, then, when
+    `restart_sending`, queues the batch chains (mailer.jobs.Jobs.start_sending).
+
+    Raises CampaignNotFound, CampaignStateConflict (the state does not allow
+    it) or InvalidCampaign. `send_at` is for "schedule" (None unschedules).
+    """
+    if action == "start":
+        count = start_campaign(session, campaign_id, now=now)
+        message = f"Sending to {count} recipients."
+    elif action in ("pause", "resume"):
+        set_paused(session, campaign_id, paused=action == "pause")
+        message = "Paused." if action == "pause" else "Resumed."
+    elif action == "cancel":
+        cancel_campaign(session, campaign_id, now=now)
+        message = "Cancelled: nothing more is sent."
+    elif action == "resend-failed":
+        message = f"{resend_failed(session, campaign_id)} failed deliveries queued again."
+    elif action == "schedule":
+        schedule_campaign(session, campaign_id, send_at=send_at, now=now)
+        message = "Scheduled." if send_at else "Unscheduled: it waits for you to start it."
+    else:
+        raise InvalidCampaign(f"unknown action {action[:40]!r}; known: {', '.join(ACTIONS)}")
+    return ActionOutcome(message, restart_sending=action in RESTARTS_SENDING)
+
+
 def progress(session: Session, campaign_id: int, *, now: datetime) -> Progress:
     """Counts per state from the Delivery ledger, the rate so far and the time left."""
     campaign = session.get(Campaign, campaign_id)
@@ -354,3 +401,27 @@ def schedule_campaign(
     campaign.send_at = send_at
     campaign.status = CampaignStatus.SCHEDULED if send_at else CampaignStatus.DRAFT
     session.flush()
+
+
+def campaign_notices(session: Session, campaign_id: int) -> list[Notice]:
+    """The campaign's notices in the order the editor chose."""
+    return list(
+        session.scalars(
+            select(Notice)
+            .join(CampaignNotice, CampaignNotice.notice_id == Notice.id)
+            .where(CampaignNotice.campaign_id == campaign_id)
+            .order_by(CampaignNotice.position)
+        )
+    )
+
+
+def notice_count(session: Session, campaign_id: int) -> int:
+    """How many notices a campaign lists: a weekly digest gains some as time zones come due."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(CampaignNotice)
+            .where(CampaignNotice.campaign_id == campaign_id)
+        )
+        or 0
+    )

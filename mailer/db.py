@@ -41,6 +41,12 @@ def init_app(app: Flask, url: str, info: dict[str, Any] | None = None) -> None:
     app.teardown_appcontext(_close_session)
 
 
+def sessions(app: Flask | None = None) -> sessionmaker[Session]:
+    """The sessionmaker of `app`, or of the current app: for work that needs several
+    transactions (a campaign batch, a feed poll)."""
+    return (app or current_app).extensions["mailer.sessionmaker"]
+
+
 def get_session() -> Session:
     """Return the session of the current app context, opening it on first use."""
     if "db_session" not in g:

@@ -18,7 +18,7 @@ import contextlib
 import csv
 import io
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -448,3 +448,34 @@ def import_chunk(
     session.flush()
     result.outcomes.sort(key=lambda outcome: outcome.row)
     return result
+
+
+def import_file(
+    session: Session,
+    stream: BinaryIO,
+    options: ImportOptions,
+    *,
+    now: datetime,
+    queue_mails: Callable[[list[int]], object],
+    dry_run: bool = False,
+) -> Iterator[ChunkResult]:
+    """Import every row of `stream`, a chunk at a time, and yield each chunk's result.
+
+    Each chunk is committed, then its confirmation mails are handed to
+    `queue_mails` (mailer.jobs.Jobs.send_mails: a broker outage leaves them to
+    the beat), so a million rows never sit in memory and an import stopped
+    half-way keeps what it committed. A dry run writes everything inside one
+    transaction and rolls it back at the end, so a preview's verdicts are
+    exactly the import's. Call `check_file` first: a file that cannot be read
+    is refused before anything is written.
+    """
+    try:
+        for chunk in chunks(read_rows(stream)):
+            result = import_chunk(session, chunk, options, now=now)
+            if not dry_run:
+                session.commit()  # commit before queueing: the worker must find the rows
+                queue_mails(result.mail_ids)
+            yield result
+    finally:
+        if dry_run:
+            session.rollback()

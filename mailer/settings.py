@@ -222,6 +222,31 @@ def resolver_address(raw: str) -> tuple[str, int]:
 
 def _resolver(raw: str) -> str:
     resolver_address(raw)
+
+
+ARN = re.compile(r"^arn:aws(?:-cn|-us-gov)?:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
+
+
+def _topic_arns(raw: str) -> str:
+    arns = [arn.strip() for arn in raw.split(",") if arn.strip()]
+    for arn in arns:
+        if not ARN.match(arn):
+            raise ValueError(f"{arn!r} is no SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
+    return ",".join(arns)
+
+
+def _sendgrid_key(raw: str) -> str:
+    from mailer.bounces.providers.sendgrid import public_key
+
+    public_key(raw)  # raises ValueError naming what is wrong
+    return raw
+
+
+def _user_password(raw: str) -> str:
+    user, colon, password = raw.partition(":")
+    if not user or not colon:
+        raise ValueError("must be user:password")
+    _secret(password)
     return raw
 
 
@@ -291,6 +316,11 @@ class Settings:
     dkim_domain: str = ""  # empty: the domain of MAILER_FROM
     bounce_mailbox: str = ""  # empty: no mailbox is read
     bounce_webhook_secret: str = ""  # empty: POST /webhooks/bounce answers 404
+    ses_topic_arns: str = ""  # comma-separated; empty: POST /webhooks/ses answers 404
+    sns_fetch_origin: str = ""  # empty: SNS certificates are fetched from Amazon itself
+    sendgrid_webhook_key: str = ""  # empty: POST /webhooks/sendgrid answers 404
+    mailgun_signing_key: str = ""  # empty: POST /webhooks/mailgun answers 404
+    postmark_webhook_auth: str = ""  # user:password; empty: POST /webhooks/postmark answers 404
     secret_key_old: str = ""  # earlier keys, comma-separated: still verify, never sign
     suppression_key: str = ""  # empty: derived from the secret key (see mailer.suppression)
     preferences_link_days: float = 30.0  # a mailed preferences link works this long
@@ -323,6 +353,10 @@ class Settings:
     def sender_domain(self) -> str:
         """The domain of the From address: Message-IDs are made under it."""
         return parseaddr(self.sender)[1].rpartition("@")[2]
+
+    @property
+    def ses_topics(self) -> tuple[str, ...]:
+        return tuple(arn for arn in self.ses_topic_arns.split(",") if arn)
 
     @property
     def limiter_storage(self) -> str:
@@ -361,7 +395,15 @@ def env_name(field: str) -> str:
 
 # Never echoed in an error: the whole value is the secret.
 SECRETS = frozenset(
-    {"secret_key", "secret_key_old", "suppression_key", "captcha_secret", "bounce_webhook_secret"}
+    {
+        "secret_key",
+        "secret_key_old",
+        "suppression_key",
+        "captcha_secret",
+        "bounce_webhook_secret",
+        "mailgun_signing_key",
+        "postmark_webhook_auth",
+    }
 )
 # Echoed without the user and password they may carry.
 URLS = frozenset(
@@ -372,6 +414,7 @@ URLS = frozenset(
         "ratelimit_storage_url",
         "bounce_mailbox",
         "captcha_verify_url",
+        "sns_fetch_origin",
     }
 )
 
@@ -431,4 +474,9 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "fetch_allow": _networks,
     "fetch_ports": _ports,
     "fetch_resolver": _resolver,
+    "ses_topic_arns": _topic_arns,
+    "sns_fetch_origin": _url("https", "http"),
+    "sendgrid_webhook_key": _sendgrid_key,
+    "mailgun_signing_key": _secret,
+    "postmark_webhook_auth": _user_password,
 }

@@ -145,8 +145,8 @@ def run_campaign(
 ) -> int:
     """Create and start a campaign, hand it to the running worker, wait until it is finished."""
     from mailer import campaigns
+    from mailer.jobs import get_jobs
     from mailer.models import Campaign
-    from worker import tasks
 
     campaign_id = campaigns.create_campaign(
         session, subject=subject, notice_ids=notice_ids, now=clock.now()
@@ -154,7 +154,7 @@ def run_campaign(
     campaigns.start_campaign(session, campaign_id, now=clock.now())
     session.commit()  # the worker must see the deliveries
     with app.app_context():
-        tasks.start_sending(campaign_id)
+        get_jobs().start_sending(campaign_id)
 
     def finished():
         session.expire_all()

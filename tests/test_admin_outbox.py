@@ -8,6 +8,7 @@ from pathlib import Path
 from flask import Flask
 
 from mailer import clock
+from mailer.sending import get_mailroom
 from tests.admin_helpers import signed_in
 
 SCRIPTED = (
@@ -19,14 +20,14 @@ SCRIPTED = (
 def outbox_app(make_app: Callable[..., Flask], folder: Path) -> Flask:
     """An app on the embedded default's transport, with one HTML mail (carrying a script) in it."""
     app = make_app(smtp_url=f"outbox:{folder}")
-    outgoing = app.extensions["mailer.composer"].assemble(
+    outgoing = get_mailroom(app).composer.assemble(
         to="ann@example.org",
         subject="Your notices",
         text="Hello reader, in plain text.",
         html=SCRIPTED,
         now=clock.now(),
     )
-    app.extensions["mailer.transport"].send([outgoing])
+    get_mailroom(app).transport.send([outgoing])
     return app
 
 

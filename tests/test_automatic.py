@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from mailer import automatic, campaigns, notices, preferences
 from mailer.cli import main
+from mailer.jobs import get_jobs
 from mailer.models import (
     AutomaticSending,
     Campaign,
@@ -348,7 +349,7 @@ def test_pause_stops_automatic_sends_and_resume_continues(auto_app, session, inb
     assert campaign.status == "paused"
     with running_worker(auto_app):
         with auto_app.app_context():
-            tasks.start_sending(campaign.id)  # a stray chain: it finds the campaign paused
+            get_jobs().start_sending(campaign.id)  # a stray chain: it finds the campaign paused
         assert _cli(auto_app, "resume").exit_code == 0
         _settled(session)
     assert _titles(inbox, "asap@example.org", ["Naltrexone for fibromyalgia"]) == [

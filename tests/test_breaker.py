@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailer.breaker import Breaker, LocalWindow, RedisWindow
+from mailer.sending.breaker import Breaker, LocalWindow, RedisWindow
 from tests.conftest import REDIS_URL
 
 

@@ -290,7 +290,7 @@ def test_pages_on_a_phone(live: Live, phone_page: Page) -> None:
 
 
 def test_preferences_and_unsubscribe_pages_on_a_phone(live: Live, phone_page: Page) -> None:
-    from mailer.mailing import LinkMaker
+    from mailer.sending.links import LinkMaker
     from mailer.tokens import Purpose
     from tests.helpers import add_confirmed
 

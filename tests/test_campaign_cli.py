@@ -9,14 +9,19 @@ from flask.cli import ScriptInfo
 from sqlalchemy import select
 
 from mailer.cli import main
-from mailer.models import Campaign, Notice
+from mailer.models import AuditEntry, Campaign, Notice
 from tests.conftest import running_worker
-from tests.helpers import add_confirmed
+from tests.helpers import add_confirmed, wait_until
 
 
 def _cli(app, *args: str):
     result = CliRunner().invoke(main, list(args), obj=ScriptInfo(create_app=lambda: app))
     return result
+
+
+def _audit(session, action: str) -> list[AuditEntry]:
+    session.expire_all()
+    return list(session.scalars(select(AuditEntry).where(AuditEntry.action == action)))
 
 
 def test_notice_add_prints_the_id_and_stores_the_notice(app, session):
@@ -105,7 +110,7 @@ def test_campaign_create_start_wait_and_status(app, session, inbox):
     with running_worker(app):
         started = _cli(app, "campaign", "start", campaign_id, "--wait")
     assert started.exit_code == 0, started.output
-    assert "sending to 25 recipients" in started.output
+    assert "Sending to 25 recipients." in started.output
     assert len(inbox.messages) == 25
 
     status = _cli(app, "campaign", "status", campaign_id, "--json")
@@ -169,10 +174,14 @@ def test_preview_and_send_test_before_starting(app, session, inbox):
     assert html.exit_code == 0 and "Gentle stretches" in html.output and "<table" in html.output
     text = _cli(app, "campaign", "preview", campaign_id, "--text")
     assert "Watch: https://site.example/v" in text.output
-    sent = _cli(app, "campaign", "send-test", campaign_id, "--to", "Editor@Example.org")
-    assert sent.exit_code == 0, sent.output
-    [mail] = inbox.wait_for("editor@example.org")
-    assert mail.message["Subject"] == "[Test] New video"
+    with running_worker(app):  # queued: the worker talks to the relay, not the command
+        sent = _cli(app, "campaign", "send-test", campaign_id, "--to", "Editor@Example.org")
+        assert sent.exit_code == 0, sent.output
+        assert f"test of campaign {campaign_id} queued for editor@example.org" in sent.output
+        [mail] = inbox.wait_for("editor@example.org")
+        assert mail.message["Subject"] == "[Test] New video"
+        [entry] = wait_until(lambda: _audit(session, "campaign.test"))
+    assert (entry.actor.startswith("cli:"), entry.detail) == (True, "to …@example.org: sent")
     assert session.get(Campaign, int(campaign_id)).status == "draft"  # nothing started
     refused = _cli(app, "campaign", "send-test", campaign_id, "--to", "not-an-address")
     assert refused.exit_code == 1 and "@-sign" in refused.output

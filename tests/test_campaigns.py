@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from mailer import campaigns, clock, notices, suppression
+from mailer.jobs import get_jobs
 from mailer.models import Campaign, Delivery, Suppression, SuppressionReason
 from tests.conftest import running_worker
 from tests.helpers import add_confirmed, text_part, wait_until
@@ -69,7 +70,7 @@ def _start(app, session, notice_ids, **options) -> int:
     count = campaigns.start_campaign(session, campaign_id, now=clock.now())
     session.commit()
     with app.app_context():
-        tasks.start_sending(campaign_id)
+        get_jobs().start_sending(campaign_id)
     return count
 
 
@@ -246,7 +247,7 @@ def test_pause_resume_and_cancel(make_app, session, inbox):
         campaigns.set_paused(session, 1, paused=False)
         session.commit()
         with app.app_context():
-            tasks.start_sending(1)
+            get_jobs().start_sending(1)
         wait_until(lambda: len(inbox.messages) >= settled + 10)
         campaigns.cancel_campaign(session, 1, now=clock.now())
         session.commit()

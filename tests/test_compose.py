@@ -7,18 +7,19 @@ from email import message_from_bytes, policy
 
 import pytest
 
-from mailer.compose import Composer, topic_phrase
-from mailer.transport import OutboxTransport
+from mailer.sending import get_mailroom
+from mailer.sending.compose import Composer, topic_phrase
+from mailer.sending.transport import OutboxTransport
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
 def _composer(app, sender="Health Notices <notices@mailer.test>"):
     return Composer(
-        app.extensions["mailer.composer"].env.loader.searchpath[0],
+        get_mailroom(app).composer.env.loader.searchpath[0],
         sender=sender,
         sender_domain="mailer.test",
-        defaults=app.extensions["mailer.composer"].defaults,
+        defaults=get_mailroom(app).composer.defaults,
     )
 
 

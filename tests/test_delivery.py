@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from mailer.models import TransactionalMail
+from mailer.sending import get_mailroom
 from tests.conftest import running_worker
 from tests.helpers import free_port, post_signup, wait_until
 from tests.smtp_sink import start_sink
@@ -81,10 +82,10 @@ def test_internationalised_domain_goes_as_punycode(app, client, inbox, worker):
 
 
 def test_one_connection_carries_many_messages(app, inbox):
-    from mailer.transport import SMTPTransport
+    from mailer.sending.transport import SMTPTransport
 
-    composer = app.extensions["mailer.composer"]
-    transport: SMTPTransport = app.extensions["mailer.transport"]
+    composer = get_mailroom(app).composer
+    transport: SMTPTransport = get_mailroom(app).transport
     outgoing = [
         composer.build(
             "welcome",

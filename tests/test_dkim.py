@@ -24,9 +24,10 @@ from dkim.util import parse_tag_value
 
 from mailer import clock, create_app, notices
 from mailer.cli import main
-from mailer.dkim_signing import public_record, relaxed_body
+from mailer.sending import get_mailroom
+from mailer.sending.signing import public_record, relaxed_body
+from mailer.sending.transport import OutboxTransport, PermanentFailure, SMTPTransport
 from mailer.settings import Settings, SettingsError
-from mailer.transport import OutboxTransport, PermanentFailure, SMTPTransport
 from tests.conftest import running_worker
 from tests.helpers import add_confirmed, free_port, post_signup, run_campaign
 from tests.smtp_sink import Inbox
@@ -171,10 +172,10 @@ def test_signing_off_sends_no_signature(app, client, inbox, worker):
 
 def test_international_mail_goes_signed_over_smtputf8(signing_app, inbox):
     app, key = signing_app()
-    outgoing = app.extensions["mailer.composer"].assemble(
+    outgoing = get_mailroom(app).composer.assemble(
         to="zoë@example.org", subject="Grüße", text="Grüße\n", html="<p>Grüße</p>", now=clock.now()
     )
-    [result] = app.extensions["mailer.transport"].send([outgoing])
+    [result] = get_mailroom(app).transport.send([outgoing])
     assert result.error is None
     [received] = inbox.wait_for("zoë@example.org")
     assert "SMTPUTF8" in received.mail_options
@@ -182,7 +183,7 @@ def test_international_mail_goes_signed_over_smtputf8(signing_app, inbox):
 
 
 def _signer(app):
-    from mailer import dkim_signing
+    from mailer.sending import signing as dkim_signing
 
     return dkim_signing.from_settings(app.extensions["mailer.settings"])
 
@@ -190,7 +191,7 @@ def _signer(app):
 def test_outbox_mail_is_signed_as_sent(signing_app, tmp_path):
     app, key = signing_app()
     outbox = OutboxTransport(tmp_path / "outbox", signer=_signer(app))
-    composer = app.extensions["mailer.composer"]
+    composer = get_mailroom(app).composer
     now = clock.now()
     outbox.send(
         [
@@ -214,7 +215,7 @@ def test_relay_without_smtputf8_refuses_only_the_international_mail(signing_app)
     relay = Controller(plain_inbox, hostname="127.0.0.1", port=port, enable_SMTPUTF8=False)
     relay.start()
     transport = SMTPTransport(f"smtp://127.0.0.1:{port}", signer=_signer(app))
-    composer = app.extensions["mailer.composer"]
+    composer = get_mailroom(app).composer
     try:
         results = transport.send(
             [
@@ -328,10 +329,10 @@ def test_keygen_writes_a_key_and_prints_a_record_that_verifies(make_app, inbox, 
     assert value.startswith("v=DKIM1; k=rsa; p=") and len(value) > 255  # split, then joined
 
     app = make_app(dkim_key_file=str(out), dkim_selector=SELECTOR)
-    outgoing = app.extensions["mailer.composer"].assemble(
+    outgoing = get_mailroom(app).composer.assemble(
         to="fay@example.org", subject="Hello", text="Hi\n", html="<p>Hi</p>", now=clock.now()
     )
-    app.extensions["mailer.transport"].send([outgoing])
+    get_mailroom(app).transport.send([outgoing])
     [received] = inbox.wait_for("fay@example.org")
     assert dkim.verify(wire(received.message), dnsfunc=dns_stub({name: value}))
 

@@ -7,9 +7,10 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy import func, select, update
 
-from mailer import clock, mailing, subscriptions
+from mailer import clock, subscriptions
 from mailer.cli import alembic_config, upgrade
 from mailer.models import Consent, Subscriber, TransactionalMail
+from mailer.sending import transactional
 from tests.conftest import running_worker
 from tests.helpers import free_port, post_signup
 
@@ -40,7 +41,7 @@ def test_signup_survives_a_broker_outage_and_is_requeued(make_app, smtp, session
 
     # Ten minutes later the beat's requeue task finds the mail no worker ever tried.
     later = clock.now() + timedelta(minutes=11)
-    assert mailing.never_tried(session, now=later) == [mail.id]
+    assert transactional.never_tried(session, now=later) == [mail.id]
     up = make_app()
     with running_worker(up), up.app_context():
         from worker import tasks

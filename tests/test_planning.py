@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from mailer import campaigns, clock, delivery, notices, privacy, suppression
+from mailer import campaigns, clock, notices, privacy, suppression
 from mailer.errors import CampaignNotFound, CampaignStateConflict
 from mailer.models import (
     Campaign,
@@ -18,6 +18,7 @@ from mailer.models import (
     Subscriber,
     SuppressionReason,
 )
+from mailer.sending import ledger
 from tests.helpers import add_confirmed
 
 
@@ -156,9 +157,9 @@ def test_claims_take_the_queue_first_then_leases_that_ran_out(db):
     db.commit()
 
     lease = timedelta(minutes=5)
-    first = delivery.claim_batch(db, campaign_id, size=4, now=now, lease=lease)
-    second = delivery.claim_batch(db, campaign_id, size=4, now=now, lease=lease)
-    third = delivery.claim_batch(db, campaign_id, size=4, now=now, lease=lease)
+    first = ledger.claim_batch(db, campaign_id, size=4, now=now, lease=lease)
+    second = ledger.claim_batch(db, campaign_id, size=4, now=now, lease=lease)
+    third = ledger.claim_batch(db, campaign_id, size=4, now=now, lease=lease)
     db.commit()
 
     # The three queued rows, then the lease that ran out first; then the other one.

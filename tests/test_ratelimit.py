@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 
-from mailer import ratelimit
+from mailer.sending import ratelimit
 
 RATE = 40.0  # tokens a second
 TAKES = 40  # by each process: together twice what one second allows

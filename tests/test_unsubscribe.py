@@ -129,7 +129,7 @@ def test_one_click_post_as_gmail_sends_it(list_app, session, inbox):
     ],
 )
 def test_bad_unsubscribe_tokens_change_nothing(list_app, session, mangle):
-    from mailer.mailing import LinkMaker
+    from mailer.sending.links import LinkMaker
 
     settings = list_app.extensions["mailer.settings"]
     add_confirmed(session, "ann@example.org")
@@ -150,7 +150,7 @@ def test_bad_unsubscribe_tokens_change_nothing(list_app, session, mangle):
 
 
 def test_a_post_without_the_one_click_body_is_refused(list_app, session):
-    from mailer.mailing import LinkMaker
+    from mailer.sending.links import LinkMaker
 
     settings = list_app.extensions["mailer.settings"]
     add_confirmed(session, "ann@example.org")

@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from mailer import campaigns, clock, notices
+from mailer.jobs import get_jobs
 from mailer.models import Campaign, Delivery
 from tests.conftest import running_worker
 from tests.helpers import add_confirmed, settings_env, wait_until
@@ -104,7 +105,7 @@ def test_relay_down_for_a_while_then_everyone_gets_one_mail(make_app, smtp, sess
     try:
         with running_worker(app):
             with app.app_context():
-                tasks.start_sending(campaign_id)
+                get_jobs().start_sending(campaign_id)
             wait_until(lambda: len(inbox.messages) >= 40)
             controller.stop()  # the relay goes away mid-campaign
             down_at = len(inbox.messages)

@@ -7,9 +7,10 @@ from typing import Any
 from celery.signals import worker_process_init
 
 from mailer import create_app
+from worker import celery_init_app
 
 flask_app = create_app()
-celery = flask_app.extensions["celery"]
+celery = celery_init_app(flask_app)
 
 
 @worker_process_init.connect

@@ -9,6 +9,7 @@ import click
 from flask.cli import AppGroup
 
 from mailer import automatic, clock, db
+from mailer.jobs import get_jobs
 
 
 @click.group("auto", cls=AppGroup)
@@ -49,13 +50,11 @@ def auto_pause() -> None:
 @auto_group.command("resume")
 def auto_resume() -> None:
     """Start automatic sending again; what the pause held goes on where it stopped."""
-    from worker.tasks import start_sending
-
     session = db.get_session()
     resumed = automatic.resume(session, now=clock.now(), by=_who())
     session.commit()
     for campaign_id in resumed:  # committed first, then queued
-        start_sending(campaign_id)
+        get_jobs().start_sending(campaign_id)
     _show(automatic.status(session))
 
 

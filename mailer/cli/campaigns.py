@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import time
 
@@ -9,11 +10,13 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from mailer import addresses, campaigns, clock, db, delivery, digest
+from mailer import addresses, campaigns, clock, db
 from mailer.cli.common import fail, when
 from mailer.errors import MailerError
+from mailer.jobs import get_jobs
 from mailer.models import Campaign
-from mailer.transport import Outgoing
+from mailer.sending import get_mailroom
+from mailer.sending.transport import Outgoing
 
 
 @click.group("campaign", cls=AppGroup)
@@ -53,15 +56,10 @@ def campaign_create(
 
 
 def _sample(campaign_id: int, to: str) -> Outgoing:
-    settings = current_app.extensions["mailer.settings"]
-    composer = current_app.extensions["mailer.composer"]
-    with current_app.extensions["mailer.sessionmaker"]() as session:
+    with db.sessions()() as session:
         if session.get(Campaign, campaign_id) is None:
             raise click.ClickException(f"no campaign with id {campaign_id}")
-        renderer = delivery.load_renderer(
-            session, campaign_id, composer, site_time_zone=settings.site_time_zone
-        )
-    outgoing = digest.sample(renderer, to=to, base_url=settings.base_url, now=clock.now())
+        outgoing = get_mailroom().sample(session, campaign_id, to=to, now=clock.now())
     if outgoing is None:
         raise click.ClickException("none of the campaign's notices match its topics")
     return outgoing
@@ -80,15 +78,18 @@ def campaign_preview(campaign_id: int, text: bool) -> None:
 @click.argument("campaign_id", type=int)
 @click.option("--to", "address", required=True, help="your own address")
 def campaign_send_test(campaign_id: int, address: str) -> None:
-    """Send the digest once to ADDRESS, subject marked [Test], before starting the campaign."""
+    """Queue the digest once to ADDRESS, subject marked [Test], before starting the campaign.
+
+    A worker sends it and records the relay's answer in the console's audit log.
+    """
     try:
         address = addresses.normalise(address, check_deliverability=False)
     except MailerError as error:
         fail(error)
-    [result] = current_app.extensions["mailer.transport"].send([_sample(campaign_id, address)])
-    if result.error is not None:
-        raise click.ClickException(f"the relay refused the test: {result.error}")
-    click.echo(f"test sent to {address} ({result.message_id})")
+    _sample(campaign_id, address)  # refuses a campaign with nothing to send, here and now
+    if not get_jobs().send_test(campaign_id, address, actor=f"cli:{getpass.getuser()}"):
+        raise click.ClickException("the task queue is unreachable; try again in a minute")
+    click.echo(f"test of campaign {campaign_id} queued for {address}")
 
 
 def _progress(campaign_id: int) -> campaigns.Progress:
@@ -101,16 +102,7 @@ def _progress(campaign_id: int) -> campaigns.Progress:
 @click.option("--wait", is_flag=True, help="show a progress bar until the campaign is done")
 def campaign_start(campaign_id: int, wait: bool) -> None:
     """Plan the deliveries and start sending."""
-    from worker.tasks import start_sending
-
-    session = db.get_session()
-    try:
-        count = campaigns.start_campaign(session, campaign_id, now=clock.now())
-    except MailerError as error:
-        fail(error)
-    session.commit()
-    start_sending(campaign_id)
-    click.echo(f"campaign {campaign_id}: sending to {count} recipients")
+    count = _campaign_action(campaign_id, "start")
     if wait:
         with click.progressbar(length=count, label="sending", show_pos=True) as bar:
             done = 0
@@ -141,23 +133,18 @@ def campaign_status(campaign_id: int, as_json: bool) -> None:
         click.echo(f"{name:>13}: {value}")
 
 
-def _campaign_action(campaign_id: int, action: str) -> None:
-    from worker.tasks import start_sending
-
+def _campaign_action(campaign_id: int, action: str) -> int:
+    """Do `action` and say what it did; return the campaign's planned recipients."""
     session = db.get_session()
     try:
-        if action == "cancel":
-            campaigns.cancel_campaign(session, campaign_id, now=clock.now())
-        elif action == "resend-failed":
-            click.echo(f"{campaigns.resend_failed(session, campaign_id)} deliveries queued again")
-        else:
-            campaigns.set_paused(session, campaign_id, paused=action == "pause")
+        outcome = campaigns.apply_action(session, campaign_id, action, now=clock.now())
     except MailerError as error:
         fail(error)
     session.commit()
-    if action in {"resume", "resend-failed"}:
-        start_sending(campaign_id)
-    click.echo(f"campaign {campaign_id}: {action} done")
+    if outcome.restart_sending and not get_jobs().start_sending(campaign_id):
+        click.echo("the task queue is unreachable; the beat starts sending within a minute")
+    click.echo(f"campaign {campaign_id}: {outcome.message}")
+    return _progress(campaign_id).total
 
 
 for _action in ("pause", "resume", "cancel", "resend-failed"):

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask.cli import AppGroup
 
-from mailer.dkim_signing import public_record
+from mailer.sending.signing import public_record
 from mailer.settings import PARSERS, Settings, SettingsError
 
 TXT_STRING_MAX = 255  # one DNS character-string; longer values are split (RFC 6376 §3.6.2.2)

@@ -6,12 +6,12 @@ import getpass
 import json
 
 import click
-from flask import current_app
 from flask.cli import with_appcontext
 
 from mailer import addresses, admins, clock, db, privacy
 from mailer.cli.common import fail
 from mailer.errors import MailerError
+from mailer.sending import get_mailroom
 
 
 def _subscriber_id(email: str) -> int:
@@ -51,7 +51,7 @@ def subscriber_erase(email: str, yes: bool) -> None:
         now=clock.now(),
     )
     session.commit()
-    removed = privacy.forget_outbox_mail(current_app.extensions["mailer.transport"], email)
+    removed = privacy.forget_outbox_mail(get_mailroom().transport, email)
     click.echo(
         f"erased {email}; its hash stays on the suppression list"
         + (f"; {removed} copies deleted from the outbox" if removed else "")

@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from mailer import admins, clock, db, imports, subscriber_search
 from mailer.cli.common import fail
 from mailer.errors import MailerError
-from worker import tasks
+from mailer.jobs import get_jobs
 
 SHOWN_REJECTIONS = 10
 
@@ -85,10 +85,9 @@ def subscribers_import(path: Path, consent_proof: str, topics: str, report: Path
         writer = csv.writer(report_file)
         writer.writerow(["row", "email", "reason"])
         try:
-            for chunk in imports.chunks(imports.read_rows(stream)):
-                result = imports.import_chunk(session, chunk, options, now=now)
-                session.commit()  # commit before enqueueing: the worker must find the rows
-                tasks.enqueue_imported(result.mail_ids)
+            for result in imports.import_file(
+                session, stream, options, now=now, queue_mails=get_jobs().send_mails
+            ):
                 imported += result.imported
                 for outcome in result.outcomes:
                     if not outcome.imported:
@@ -96,7 +95,7 @@ def subscribers_import(path: Path, consent_proof: str, topics: str, report: Path
                         kinds[outcome.kind] += 1
                         if len(shown) < SHOWN_REJECTIONS:
                             shown.append(outcome)
-                bar.update(len(chunk))
+                bar.update(len(result.outcomes))
         except (MailerError, SQLAlchemyError) as error:
             session.rollback()
             raise click.ClickException(

@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from mailer import redact
-from mailer.compose import topic_phrase
+from mailer.sending.compose import topic_phrase
 from mailer.web import (
     admin,
     api,

@@ -10,10 +10,16 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from mailer import api_tokens, campaigns, clock, db, notices
-from mailer.errors import CampaignNotFound, CampaignStateConflict, InvalidCampaign, InvalidNotice
-from mailer.models import Notice
-from worker import tasks
+from mailer import addresses, api_tokens, campaigns, clock, db, notices
+from mailer.errors import (
+    CampaignNotFound,
+    CampaignStateConflict,
+    InvalidAddress,
+    InvalidCampaign,
+    InvalidNotice,
+)
+from mailer.jobs import get_jobs
+from mailer.models import Campaign, Notice
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 log = logging.getLogger("mailer.web.api")
@@ -71,14 +77,18 @@ def http_error(error: HTTPException) -> Reply:
     return _error(error.code or 500, error.description or error.name)
 
 
-def _payload() -> dict[str, Any]:
+def _payload_as(error: type[Exception]) -> dict[str, Any]:
     try:
         payload = json.loads(request.get_data(cache=False))
-    except (ValueError, RecursionError) as error:  # ValueError covers bad JSON and bad UTF-8
-        raise InvalidNotice(f"the body is not valid JSON: {error}") from None
+    except (ValueError, RecursionError) as bad:  # ValueError covers bad JSON and bad UTF-8
+        raise error(f"the body is not valid JSON: {bad}") from None
     if not isinstance(payload, dict):
-        raise InvalidNotice("the body must be a JSON object")
+        raise error("the body must be a JSON object")
     return payload
+
+
+def _payload() -> dict[str, Any]:
+    return _payload_as(InvalidNotice)
 
 
 def _time(name: str, value: object) -> datetime | None:
@@ -201,18 +211,37 @@ def campaign_progress(campaign_id: int) -> Reply:
     return jsonify({"id": campaign_id, **state.as_dict()}), 200
 
 
-@bp.post("/campaigns/<int:campaign_id>/<any(start, pause, resume, cancel):action>")
+@bp.post("/campaigns/<int:campaign_id>/<any(start, pause, resume, cancel, 'resend-failed'):action>")
 def campaign_action(campaign_id: int, action: str) -> Reply:
-    """Start, pause, resume or cancel; 409 when the campaign's state does not allow it."""
+    """Start, pause, resume, cancel or resend the failed; 409 when the state does not allow it.
+
+    The change is committed before the workers are told; a broker that is
+    down then only delays sending (the beat restarts it), so the answer is
+    the new state either way.
+    """
     session = db.get_session()
-    now = clock.now()
-    if action == "start":
-        campaigns.start_campaign(session, campaign_id, now=now)
-    elif action == "cancel":
-        campaigns.cancel_campaign(session, campaign_id, now=now)
-    else:
-        campaigns.set_paused(session, campaign_id, paused=action == "pause")
-    session.commit()  # commit before enqueueing: the workers must see the new state
-    if action in {"start", "resume"}:
-        tasks.start_sending(campaign_id)
+    outcome = campaigns.apply_action(session, campaign_id, action, now=clock.now())
+    session.commit()
+    if outcome.restart_sending:
+        get_jobs().start_sending(campaign_id)
     return campaign_progress(campaign_id)
+
+
+@bp.post("/campaigns/<int:campaign_id>/test")
+def campaign_test(campaign_id: int) -> Reply:
+    """Queue one test copy, subject marked [Test], to {"to": address}; 202 once queued.
+
+    The worker sends it and writes the relay's answer into the audit log.
+    """
+    payload = _payload_as(InvalidCampaign)
+    if set(payload) != {"to"} or not isinstance(payload["to"], str):
+        raise InvalidCampaign('the body must be {"to": "address"}')
+    try:
+        address = addresses.normalise(payload["to"], check_deliverability=False)
+    except InvalidAddress as error:
+        raise InvalidCampaign(f"to: {error}") from None
+    if db.get_session().get(Campaign, campaign_id) is None:
+        raise CampaignNotFound(f"no campaign with id {campaign_id}")
+    if not get_jobs().send_test(campaign_id, address, actor=f"api-token:{g.api_token_id}"):
+        return _error(503, "the task queue is unreachable; try again in a minute")
+    return jsonify(id=campaign_id, test_to=address, status="queued"), 202

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app
+from flask import Blueprint
 from sqlalchemy import text
 
 from mailer import db
+from mailer.jobs import get_jobs
 
 bp = Blueprint("health", __name__)
 
@@ -20,7 +21,7 @@ def _database() -> str:
 
 def _broker() -> str:
     try:
-        with current_app.extensions["celery"].connection_for_write() as connection:
+        with get_jobs().celery.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=2)
     except Exception as error:  # any failure is the answer, not a crash
         return f"error: {type(error).__name__}"

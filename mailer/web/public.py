@@ -6,16 +6,15 @@ import logging
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
-from kombu.exceptions import OperationalError
 
 from mailer import antispam, clock, db, subscriptions, token_rows, tokens
 from mailer.errors import CaptchaUnavailable, InvalidToken
+from mailer.jobs import get_jobs
 from mailer.web.forms import (
     EmbedSignupForm,
     SignupForm,
     consent_wording,
 )
-from worker import tasks
 
 bp = Blueprint("public", __name__)
 log = logging.getLogger("mailer.web")
@@ -36,14 +35,6 @@ def _render_form(template: str, form: SignupForm, status: int = 200, **extra: ob
             request.url
         )
     return render_template(template, form=form, wording=consent_wording(), **extra), status
-
-
-def enqueue(mail_id: int) -> None:
-    try:
-        tasks.send_mail.delay(mail_id)
-    except OperationalError:
-        # The row is committed; the beat's requeue task sends it once the broker is back.
-        log.exception("broker unreachable; mail %s left for the requeue task", mail_id)
 
 
 def _spam_verdict(form: SignupForm) -> antispam.Verdict:
@@ -113,7 +104,7 @@ def subscribe():
         )
         session.commit()  # commit before enqueueing: the worker must find the row
         if outcome.mail_id is not None:
-            enqueue(outcome.mail_id)
+            get_jobs().send_mail(outcome.mail_id)
         else:
             log.info("signup mail held back", extra={"reason": outcome.held_back})
     return redirect(url_for("public.embed_thanks" if embedded else "public.check_inbox"))
@@ -162,7 +153,7 @@ def confirm(token: str):
     )
     session.commit()
     if outcome.welcome_mail_id is not None:
-        enqueue(outcome.welcome_mail_id)
+        get_jobs().send_mail(outcome.welcome_mail_id)
     return render_template("web/confirmed.html", newly_confirmed=outcome.newly_confirmed)
 
 

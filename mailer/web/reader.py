@@ -19,6 +19,7 @@ from wtforms.validators import InputRequired
 
 from mailer import clock, db, preferences, privacy, subscriptions, token_rows, tokens
 from mailer.errors import InvalidToken
+from mailer.jobs import get_jobs
 from mailer.models import Subscriber, SubscriberStatus
 from mailer.web.forms import (
     FREQUENCY_CHOICES,
@@ -27,7 +28,7 @@ from mailer.web.forms import (
     name_field,
     valid_address,
 )
-from mailer.web.public import enqueue, invalid_token
+from mailer.web.public import invalid_token
 
 one_click = Blueprint("one_click", __name__)
 bp = Blueprint("reader", __name__)
@@ -208,5 +209,5 @@ def request_link():
     mail_id = preferences.request_link(session, form.email.data, now=clock.now())
     session.commit()
     if mail_id is not None:
-        enqueue(mail_id)
+        get_jobs().send_mail(mail_id)
     return render_template("web/request_link.html", form=None, sent=True)

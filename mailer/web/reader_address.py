@@ -13,7 +13,7 @@ from flask_wtf import FlaskForm
 
 from mailer import clock, db, preferences, token_rows
 from mailer.errors import AddressChangeRefused
-from mailer.web.public import enqueue
+from mailer.jobs import get_jobs
 from mailer.web.reader import AddressForm, bp, keys, render_preferences, subscriber_of
 
 
@@ -33,7 +33,7 @@ def change_address(token: str):
         return render_preferences(token, subscriber, 400, address_form=form)
     session.commit()
     if mail_id is not None:
-        enqueue(mail_id)
+        get_jobs().send_mail(mail_id)
     return render_preferences(token, subscriber, address_sent=form.email.data)
 
 
@@ -58,7 +58,7 @@ def confirm_address(token: str):
         ), 409
     session.commit()
     if notice_id is not None:
-        enqueue(notice_id)  # tell the old address, with a way back
+        get_jobs().send_mail(notice_id)  # tell the old address, with a way back
     return render_template("web/change_address.html", form=None, email=email, done=True)
 
 

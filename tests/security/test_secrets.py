@@ -129,27 +129,29 @@ def test_nobody_can_confirm_a_suppressed_address_by_hashing_a_guess(app, session
 
 
 @pytest.fixture
-def database_at_0008(dialect, tmp_path, pg_url):
-    """A database as release 0008 left it: suppression rows hold bare SHA-256 hashes."""
+def database_before_0010(dialect, tmp_path, pg_url):
+    """A database as migration 0011 left it: suppression rows hold bare SHA-256 hashes."""
     if dialect == "sqlite":
         url = f"sqlite:///{tmp_path / 'old.db'}"
     else:
-        name = pg_url.rsplit("/", 1)[1] + "_at_0008"
+        name = pg_url.rsplit("/", 1)[1] + "_before_0010"
         with psycopg.connect(PG_ADMIN, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             connection.execute(f'CREATE DATABASE "{name}"')
         url = pg_url.rsplit("/", 1)[0] + "/" + name
-    upgrade(url, "0008")
+    upgrade(url, "0011")
     yield url
     if dialect == "postgresql":
         with psycopg.connect(PG_ADMIN, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def test_migration_0010_keys_the_hashes_of_erased_and_known_addresses(database_at_0008, make_app):
+def test_migration_0010_keys_the_hashes_of_erased_and_known_addresses(
+    database_before_0010, make_app
+):
     from sqlalchemy import create_engine, text
 
-    engine = create_engine(database_at_0008)
+    engine = create_engine(database_before_0010)
     with engine.begin() as connection:
         for email, kept in (("ann@example.org", True), ("zed@example.org", False)):
             connection.execute(
@@ -164,7 +166,7 @@ def test_migration_0010_keys_the_hashes_of_erased_and_known_addresses(database_a
                 },
             )
     engine.dispose()
-    app = make_app(database_url=database_at_0008)
+    app = make_app(database_url=database_before_0010)
 
     migrated = cli(app, "db", "upgrade")
 
@@ -177,7 +179,7 @@ def test_migration_0010_keys_the_hashes_of_erased_and_known_addresses(database_a
         )
         assert suppression.reason_for(session, "zed@example.org") == "erased"
         assert suppression.reason_for(session, "ann@example.org") == "unsubscribed"
-    assert cli(app, "db", "downgrade", "0008").exit_code == 0
+    assert cli(app, "db", "downgrade", "0011").exit_code == 0
     assert cli(app, "db", "upgrade").exit_code == 0
 
 

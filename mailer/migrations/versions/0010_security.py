@@ -1,7 +1,7 @@
 """security: row-bound link tokens, keyed suppression hashes, console sessions and 2FA, feeds
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0011
 Create Date: 2026-11-26
 
 The suppression list's bare SHA-256 hashes become HMACs of that hash under
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import context, op
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

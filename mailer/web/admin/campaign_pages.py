@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from flask import (
     Response,
     abort,
-    current_app,
     flash,
     jsonify,
     make_response,
@@ -16,18 +16,19 @@ from flask import (
     request,
     url_for,
 )
-from kombu.exceptions import OperationalError
 from sqlalchemy import select
 
-from mailer import addresses, automatic, campaigns, clock, db, delivery, digest, stats
+from mailer import addresses, automatic, campaigns, clock, db, stats
+from mailer.bounces import history
 from mailer.errors import CampaignNotFound, InvalidAddress, InvalidCampaign
-from mailer.models import Campaign, CampaignNotice, CampaignStatus, Notice, Topic
-from mailer.transport import Outgoing
+from mailer.jobs import get_jobs
+from mailer.models import Campaign, CampaignStatus, Notice, Topic
+from mailer.sending import get_mailroom
+from mailer.sending.transport import Outgoing
 from mailer.web.admin import bp
 from mailer.web.admin.auth import audit, current_account, login_required
 from mailer.web.admin.common import from_local_input, local_time, settings, to_local_input
 from mailer.web.forms import TOPIC_LABELS
-from worker import tasks
 
 log = logging.getLogger("mailer.web.admin")
 PAGE, NOTICE_CHOICES = 50, 100
@@ -36,7 +37,6 @@ MAIL_FRAME_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; "
     "font-src https: data:; frame-ancestors 'self'; form-action 'none'; base-uri 'none'; sandbox"
 )
-ACTIONS = {"start", "pause", "resume", "cancel", "schedule", "resend-failed"}
 
 
 def mail_frame(html: str) -> Response:
@@ -55,11 +55,8 @@ def _campaign(campaign_id: int) -> Campaign:
 
 
 def _start_sending(campaign_id: int) -> None:
-    try:
-        tasks.start_sending(campaign_id)
-    except OperationalError:
+    if not get_jobs().start_sending(campaign_id):
         # Committed already: the beat restarts a sending campaign nobody works on.
-        log.exception("broker unreachable; campaign %s left for the beat", campaign_id)
         flash("The task queue is unreachable; sending starts within a minute.", "error")
 
 
@@ -177,7 +174,7 @@ def campaign_page(campaign_id: int) -> str:
     """Before the start: preview, test, schedule, start. After: live progress and report."""
     campaign = _campaign(campaign_id)
     session = db.get_session()
-    notices = delivery.campaign_notices(session, campaign_id)
+    notices = campaigns.campaign_notices(session, campaign_id)
     report = stats.campaign_report(session, campaign_id)
     return render_template(
         "web/admin/campaign.html",
@@ -186,6 +183,7 @@ def campaign_page(campaign_id: int) -> str:
         report=report,
         progress=_progress(campaign_id),
         failures=stats.failed_deliveries(session, campaign_id),
+        rates=history.rates(session, [campaign_id])[campaign_id],
         recipients=campaigns.count_audience(
             session, topics=campaign.topic_list, notice_ids=[notice.id for notice in notices]
         ),
@@ -228,14 +226,8 @@ def campaign_progress(campaign_id: int) -> Response:
 
 def _sample(campaign_id: int, to: str) -> Outgoing | None:
     """The campaign as a subscriber of all its topics gets it (as `mailer campaign preview`)."""
-    with current_app.extensions["mailer.sessionmaker"]() as session:
-        renderer = delivery.load_renderer(
-            session,
-            campaign_id,
-            current_app.extensions["mailer.composer"],
-            site_time_zone=settings().site_time_zone,
-        )
-    return digest.sample(renderer, to=to, base_url=settings().base_url, now=clock.now())
+    with db.sessions()() as session:
+        return get_mailroom().sample(session, campaign_id, to=to, now=clock.now())
 
 
 @bp.get("/campaigns/<int:campaign_id>/preview")
@@ -260,7 +252,11 @@ def campaign_preview_html(campaign_id: int) -> Response:
 @bp.post("/campaigns/<int:campaign_id>/test")
 @login_required
 def campaign_test(campaign_id: int) -> Response:
-    """Send one copy, subject marked [Test], to the address typed in (as `send-test`)."""
+    """Queue one copy, subject marked [Test], to the address typed in (as `send-test`).
+
+    The worker sends it and writes the relay's answer into the audit log: no
+    SMTP dialogue inside a web request.
+    """
     _campaign(campaign_id)
     target = url_for("admin.campaign_page", campaign_id=campaign_id)
     try:
@@ -268,67 +264,43 @@ def campaign_test(campaign_id: int) -> Response:
     except InvalidAddress as error:
         flash(f"Test not sent: {error}", "error")
         return redirect(target, code=303)
-    sample = _sample(campaign_id, address)
-    if sample is None:
+    if _sample(campaign_id, address) is None:
         flash("Test not sent: none of the campaign's notices match its topics.", "error")
-        return redirect(target, code=303)
-    [result] = current_app.extensions["mailer.transport"].send([sample])
-    audit("campaign.test", f"campaign {campaign_id}", f"to {address}: {result.error or 'sent'}")
-    db.get_session().commit()
-    if result.error is not None:
-        flash(f"The relay refused the test: {result.error}", "error")
+    elif get_jobs().send_test(campaign_id, address, actor=current_account().email):
+        flash(f"Test on its way to {address}; the audit log shows the relay's answer.", "ok")
     else:
-        flash(f"Test sent to {address}.", "ok")
+        flash("Test not sent: the task queue is unreachable; try again in a minute.", "error")
     return redirect(target, code=303)
 
 
-def _action(campaign_id: int, action: str) -> str:
-    """Do `action`; return what to tell the person. Raises InvalidCampaign."""
-    session, now = db.get_session(), clock.now()
-    if action == "start":
-        campaigns.start_campaign(session, campaign_id, now=now)
-        campaign = session.get_one(Campaign, campaign_id)
-        notice_ids = session.scalars(
-            select(CampaignNotice.notice_id).where(CampaignNotice.campaign_id == campaign_id)
-        ).all()
-        # Readers with no notice of their topics are planned, then skipped: not counted here.
-        count = campaigns.count_audience(session, topics=campaign.topic_list, notice_ids=notice_ids)
-        return f"Sending to {count} recipients."
-    if action == "cancel":
-        campaigns.cancel_campaign(session, campaign_id, now=now)
-        return "Cancelled: nothing more is sent."
-    if action == "resend-failed":
-        count = campaigns.resend_failed(session, campaign_id)
-        return f"{count} failed deliveries queued again."
-    if action == "schedule":
-        try:
-            send_at = from_local_input(request.form.get("send_at", ""))
-        except ValueError as error:
-            raise InvalidCampaign(f"Send time: {error}") from None
-        campaigns.schedule_campaign(session, campaign_id, send_at=send_at, now=now)
-        return "Scheduled." if send_at else "Unscheduled: it waits for you to start it."
-    campaigns.set_paused(session, campaign_id, paused=action == "pause")
-    return "Paused." if action == "pause" else "Resumed."
+def _send_at() -> datetime | None:
+    try:
+        return from_local_input(request.form.get("send_at", ""))
+    except ValueError as error:
+        raise InvalidCampaign(f"Send time: {error}") from None
 
 
 @bp.post("/campaigns/<int:campaign_id>/<action>")
 @login_required
 def campaign_action(campaign_id: int, action: str) -> Response:
-    if action not in ACTIONS:
+    if action not in campaigns.ACTIONS:
         abort(404)
     _campaign(campaign_id)
     session = db.get_session()
     try:
-        message = _action(campaign_id, action)
+        send_at = _send_at() if action == "schedule" else None
+        outcome = campaigns.apply_action(
+            session, campaign_id, action, now=clock.now(), send_at=send_at
+        )
     except CampaignNotFound:
         abort(404)
     except InvalidCampaign as error:
         session.rollback()
         flash(f"Not done: {error}.", "error")
     else:
-        audit(f"campaign.{action}", f"campaign {campaign_id}", message)
+        audit(f"campaign.{action}", f"campaign {campaign_id}", outcome.message)
         session.commit()  # before the workers are told: they must see the new state
-        if action in {"start", "resume", "resend-failed"}:
+        if outcome.restart_sending:
             _start_sending(campaign_id)
-        flash(message, "ok")
+        flash(outcome.message, "ok")
     return redirect(url_for("admin.campaign_page", campaign_id=campaign_id), code=303)

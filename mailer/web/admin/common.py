@@ -8,8 +8,9 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 
+from mailer.sending import get_mailroom
+from mailer.sending.transport import OutboxTransport
 from mailer.settings import Settings
-from mailer.transport import OutboxTransport
 
 
 def settings() -> Settings:
@@ -55,5 +56,5 @@ def to_local_input(moment: datetime | None, zone: ZoneInfo | None = None) -> str
 
 def outbox_directory() -> Path | None:
     """Where mail is written on the embedded default; None when a real relay is used."""
-    transport = current_app.extensions["mailer.transport"]
+    transport = get_mailroom().transport
     return transport.directory if isinstance(transport, OutboxTransport) else None

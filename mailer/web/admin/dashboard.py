@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import render_template
 
 from mailer import clock, db, stats
+from mailer.bounces import history
 from mailer.web.admin import bp
 from mailer.web.admin.auth import login_required
 from mailer.web.admin.chart import signup_chart
@@ -27,4 +28,5 @@ def dashboard() -> str:
         confirmations=sum(day.confirmations for day in days),
         rate=stats.confirmation_rate(session, now=now),
         campaigns=stats.campaign_counts(session, limit=5),
+        warnings=history.warnings(session),
     )

@@ -7,18 +7,17 @@ import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import abort, flash, redirect, render_template, request, url_for
-from kombu.exceptions import OperationalError
 from sqlalchemy import select
 from werkzeug import Response
 from werkzeug.datastructures import MultiDict
 
 from mailer import clock, db, feeds, notices
 from mailer.errors import InvalidFeed, InvalidNotice
+from mailer.jobs import get_jobs
 from mailer.models import Feed, Notice, NoticeKind
 from mailer.web.admin import bp
 from mailer.web.admin.auth import admin_required, audit, login_required
 from mailer.web.admin.common import from_local_input, to_local_input
-from worker import tasks
 
 log = logging.getLogger("mailer.web.admin")
 PAGE = 50
@@ -256,11 +255,8 @@ def notice_approve(notice_id: int) -> Response:
 def feeds_poll() -> Response:
     audit("feed.poll")
     db.get_session().commit()
-    try:
-        tasks.poll_feeds.delay()
-    except OperationalError:
-        log.exception("broker unreachable; feeds are polled at the beat's next round")
-        flash("The task queue is unreachable; the feeds are polled at the next round.", "error")
-    else:
+    if get_jobs().poll_feeds():
         flash("Polling every feed now; reload this page in a minute.", "ok")
+    else:
+        flash("The task queue is unreachable; the feeds are polled at the next round.", "error")
     return redirect(url_for("admin.feeds_list"), code=303)

@@ -29,10 +29,11 @@ from flask_login import current_user
 
 from mailer import clock, db, imports, privacy, subscriber_search
 from mailer.errors import SubscriberNotFound
+from mailer.jobs import get_jobs
 from mailer.models import Topic
+from mailer.sending import get_mailroom
 from mailer.web.admin import bp
 from mailer.web.admin.auth import admin_required, audit, current_account
-from worker import tasks
 
 # About 10,000 rows: preview and import each take a few seconds, well inside a
 # web worker's timeout (the confirmation mails alone cost ~0.5 ms each to queue).
@@ -186,7 +187,7 @@ def subscriber_erase(subscriber_id: int) -> str | Response | tuple[str, int]:
     # The audit entry names the id only: the address itself is what was erased.
     audit("subscriber.erase", f"subscriber {subscriber_id}")
     session.commit()
-    privacy.forget_outbox_mail(current_app.extensions["mailer.transport"], email)
+    privacy.forget_outbox_mail(get_mailroom().transport, email)
     flash(f"Subscriber {subscriber_id} erased; the address's hash stays suppressed.", "ok")
     return redirect(url_for("admin.subscribers"), code=303)
 
@@ -224,20 +225,19 @@ def subscribers_import() -> tuple[str, int]:
 def _run(
     content: bytes, options: imports.ImportOptions, *, dry_run: bool
 ) -> tuple[list[imports.RowOutcome], int]:
-    """Import `content` chunk by chunk; a dry run writes inside one transaction, then rolls
-    back, so the preview's verdicts are exactly the import's. Returns outcomes and rows read."""
-    session, now = db.get_session(), clock.now()
-    outcomes: list[imports.RowOutcome] = []
-    try:
-        for chunk in imports.chunks(imports.read_rows(io.BytesIO(content))):
-            result = imports.import_chunk(session, chunk, options, now=now)
-            outcomes.extend(result.outcomes)
-            if not dry_run:
-                session.commit()  # commit before enqueueing: the worker must find the rows
-                tasks.enqueue_imported(result.mail_ids)
-    finally:
-        if dry_run:
-            session.rollback()
+    """Import `content` (a dry run for the preview); return the outcomes and rows read."""
+    outcomes = [
+        outcome
+        for result in imports.import_file(
+            db.get_session(),
+            io.BytesIO(content),
+            options,
+            now=clock.now(),
+            queue_mails=get_jobs().send_mails,
+            dry_run=dry_run,
+        )
+        for outcome in result.outcomes
+    ]
     return outcomes, len(outcomes)
 
 
