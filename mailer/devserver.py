@@ -107,6 +107,11 @@ def _mail_line(smtp_url: str) -> str:
 
 def _processes(env: dict[str, str]) -> dict[str, list[str]]:
     bin_dir = Path(sys.executable).parent
+
+    def celery_worker(queues: str, *options: str) -> list[str]:
+        celery = [str(bin_dir / "celery"), "-A", "worker.app", "worker"]
+        return [*celery, "--loglevel", "INFO", "--queues", queues, *options]
+
     return {
         "web": [
             str(bin_dir / "gunicorn"),
@@ -122,34 +127,12 @@ def _processes(env: dict[str, str]) -> dict[str, list[str]]:
             "mailer.access_log.TokenSafeLogger",  # no link tokens in the access log
             "mailer:create_app()",
         ],
-        "worker": [
-            str(bin_dir / "celery"),
-            "-A",
-            "worker.app",
-            "worker",
-            "--loglevel",
-            "INFO",
-            "--queues",
-            "transactional,bulk",
-            "--concurrency",
-            "2",
-        ],
+        "worker": celery_worker("transactional,bulk", "--concurrency", "2"),
         # Feeds and the bounce mailbox on a worker of their own: a slow feed
         # never holds up a confirmation mail (the Procfile's housekeeping line).
-        "housekeeping": [
-            str(bin_dir / "celery"),
-            "-A",
-            "worker.app",
-            "worker",
-            "--loglevel",
-            "INFO",
-            "--queues",
-            "housekeeping",
-            "--concurrency",
-            "1",
-            "--hostname",
-            "housekeeping@%h",
-        ],
+        "housekeeping": celery_worker(
+            "housekeeping", "--concurrency", "1", "--hostname", "housekeeping@%h"
+        ),
         "beat": [
             str(bin_dir / "celery"),
             "-A",

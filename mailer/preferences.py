@@ -84,13 +84,8 @@ def confirm_address_change(
     subscriber = _subscriber(session, subscriber_id, lock=True)
     if subscriber.email == new_email:
         return None  # a replayed link
-    _check_free(session, new_email)
     old_email = subscriber.email
-    suppression.lift(session, new_email)
-    subscriber.email = new_email
-    subscriber.soft_bounces = 0
-    token_rows.rotate_key(subscriber)
-    session.flush()
+    _move(session, subscriber, new_email)
     return queue_mail(
         session,
         subscriber_id=subscriber.id,
@@ -100,8 +95,11 @@ def confirm_address_change(
     )
 
 
-def _check_free(session: Session, email: str) -> None:
-    """Refuse a move to an address that has its own subscription or must not be mailed."""
+def _move(session: Session, subscriber: Subscriber, email: str) -> None:
+    """Put the subscription on `email`, with a new token key: every earlier link is void.
+
+    Refused for an address that has its own subscription or must not be mailed.
+    """
     taken = session.scalar(select(Subscriber.id).where(Subscriber.email == email))
     if taken is not None:
         raise AddressChangeRefused(
@@ -109,6 +107,11 @@ def _check_free(session: Session, email: str) -> None:
         )
     if suppression.reason_for(session, email) not in (None, *suppression.LIFTED_BY_OPT_IN):
         raise AddressChangeRefused("We cannot send to that address (it bounced or complained).")
+    suppression.lift(session, email)
+    subscriber.email = email
+    subscriber.soft_bounces = 0
+    token_rows.rotate_key(subscriber)
+    session.flush()
 
 
 def undo_address_change(
@@ -125,12 +128,7 @@ def undo_address_change(
         return False
     if subscriber.email != new_email:
         raise AddressChangeRefused("The subscription has moved again since; this link is spent.")
-    _check_free(session, old_email)
-    suppression.lift(session, old_email)
-    subscriber.email = old_email
-    subscriber.soft_bounces = 0
-    token_rows.rotate_key(subscriber)
-    session.flush()
+    _move(session, subscriber, old_email)
     return True
 
 

@@ -25,13 +25,18 @@ def _logins(server: FakeImap) -> list[bytes]:
     return [line for line in server.lines if b"LOGIN" in line.upper() or b"hunter2" in line]
 
 
-def test_no_starttls_means_no_login(app):
-    server = FakeImap(capabilities="IMAP4rev1 AUTH=PLAIN")
+def _process(app, server: FakeImap, scheme: str):
+    """`mailer bounces process` against the server; then the server is gone."""
     try:
-        url = f"imap://bounces:hunter2@127.0.0.1:{server.port}/INBOX"
-        answer = cli(app, "bounces", "process", "--mailbox", url)
+        url = f"{scheme}://bounces:hunter2@127.0.0.1:{server.port}/INBOX"
+        return cli(app, "bounces", "process", "--mailbox", url)
     finally:
         server.close()
+
+
+def test_no_starttls_means_no_login(app):
+    server = FakeImap(capabilities="IMAP4rev1 AUTH=PLAIN")
+    answer = _process(app, server, "imap")
     assert answer.exit_code == 1 and "offers no STARTTLS" in answer.output
     assert "hunter2" not in answer.output
     assert _logins(server) == []
@@ -39,11 +44,7 @@ def test_no_starttls_means_no_login(app):
 
 def test_a_starttls_the_server_refuses_means_no_login(app):
     server = FakeImap(capabilities="IMAP4rev1 STARTTLS LOGINDISABLED")
-    try:
-        url = f"imap://bounces:hunter2@127.0.0.1:{server.port}/INBOX"
-        answer = cli(app, "bounces", "process", "--mailbox", url)
-    finally:
-        server.close()
+    answer = _process(app, server, "imap")
     assert answer.exit_code == 1
     assert any(b"STARTTLS" in line for line in server.lines)
     assert _logins(server) == []
@@ -78,11 +79,7 @@ def _self_signed(directory: Path) -> ssl.SSLContext:
 
 def test_imaps_to_a_server_whose_certificate_nobody_vouches_for_means_no_login(app, tmp_path):
     server = FakeImap(ssl_context=_self_signed(tmp_path))
-    try:
-        url = f"imaps://bounces:hunter2@127.0.0.1:{server.port}/INBOX"
-        answer = cli(app, "bounces", "process", "--mailbox", url)
-    finally:
-        server.close()
+    answer = _process(app, server, "imaps")
     assert answer.exit_code == 1 and "CERTIFICATE_VERIFY_FAILED" in answer.output
     assert "hunter2" not in answer.output
     assert _logins(server) == []
