@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from mailer import redact
+
 VAR = Path("var")
 HOST, PORT = os.environ.get("MAILER_HOST", "127.0.0.1"), os.environ.get("PORT", "8000")
 ADMIN_EMAIL = "admin@localhost"
@@ -96,26 +98,40 @@ def _login_lines(base_url: str, password: str | None) -> str:
     )
 
 
+def _mail_line(smtp_url: str) -> str:
+    # A relay's URL may carry its password: printed without it.
+    if smtp_url.startswith("outbox:"):
+        return f"  mail lands in: {smtp_url.removeprefix('outbox:')}/ (one .eml a message)\n"
+    return f"  mail goes to:  {redact.url(smtp_url)}\n"
+
+
 def commands(host: str, port: str, var: Path) -> dict[str, list[str]]:
-    """The three processes' command lines (bench/embedded.py measures these very ones).
+    """The processes' command lines (bench/embedded.py measures these very ones).
 
     Quiet by design: no banners, no gunicorn control socket in the home
     directory, INFO logs of what happens. Warnings and errors still show.
     """
     bin_dir = Path(sys.executable).parent
     celery = [str(bin_dir / "celery"), "--quiet", "-A", "worker.app"]
+
+    def celery_worker(queues: str, *options: str) -> list[str]:
+        return [*celery, "worker", "--loglevel", "INFO", "--queues", queues, *options]
+
     return {
         "web": [
             str(bin_dir / "gunicorn"),
             *("--bind", f"{host}:{port}", "--workers", "1", "--threads", "4"),
             *("--access-logfile", "-", "--no-control-socket"),
+            # No link tokens in the access log.
+            *("--logger-class", "mailer.access_log.TokenSafeLogger"),
             "mailer:create_app()",
         ],
-        "worker": [
-            *celery,
-            *("worker", "--loglevel", "INFO", "--queues", "transactional,bulk"),
-            *("--concurrency", "2"),
-        ],
+        "worker": celery_worker("transactional,bulk", "--concurrency", "2"),
+        # Feeds and the bounce mailbox on a worker of their own: a slow feed
+        # never holds up a confirmation mail (the Procfile's housekeeping line).
+        "housekeeping": celery_worker(
+            "housekeeping", "--concurrency", "1", "--hostname", "housekeeping@%h"
+        ),
         "beat": [
             *celery,
             *("beat", "--loglevel", "INFO", "--schedule", str(var / "celerybeat-schedule")),
@@ -124,12 +140,12 @@ def commands(host: str, port: str, var: Path) -> dict[str, list[str]]:
 
 
 def _child_environment(env: dict[str, str], name: str) -> dict[str, str]:
-    if name != "worker":
+    if name not in {"worker", "housekeeping"}:
         return env
     # Celery warns at length when its worker runs as root, because a root worker
-    # that accepted pickled messages could be made to run anything. This one
-    # accepts JSON only, and `make run` runs as whoever typed it (often root in
-    # a container): the warning would be the first thing a newcomer reads.
+    # that accepted pickled messages could be made to run anything. These accept
+    # JSON only, and `make run` runs as whoever typed it (often root in a
+    # container): the warning would be the first thing a newcomer reads.
     quiet = "ignore:You're running the worker with superuser privileges"
     return {**env, "PYTHONWARNINGS": ",".join(filter(None, [env.get("PYTHONWARNINGS"), quiet]))}
 
@@ -151,7 +167,8 @@ def main() -> int:
     VAR.mkdir(exist_ok=True)
     env = _environment()
     if len(sys.argv) > 1:  # any `mailer` command against this setup, e.g. `admin create EMAIL`
-        return subprocess.call([sys.executable, "-m", "mailer.cli", *sys.argv[1:]], env=env)
+        # Our own interpreter and module; the arguments are the developer's own, no shell.
+        return subprocess.call([sys.executable, "-m", "mailer.cli", *sys.argv[1:]], env=env)  # noqa: S603
     subprocess.run([sys.executable, "-m", "mailer.cli", "db", "upgrade"], env=env, check=True)
     password = _first_admin(env)
     stopping = False
@@ -162,11 +179,12 @@ def main() -> int:
 
     for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(stop_signal, on_signal)
+    # The venv's own gunicorn and celery with fixed arguments (commands), no shell.
     # Each child in a process group of its own: Ctrl-C reaches only this launcher,
-    # which stops them in order (SIGTERM), instead of three processes each
-    # printing their own half-way shutdown ("Hitting Ctrl+C again ...").
+    # which stops them in order (SIGTERM), instead of each process printing its
+    # own half-way shutdown ("Hitting Ctrl+C again ...").
     children = {
-        name: subprocess.Popen(argv, env=_child_environment(env, name), process_group=0)
+        name: subprocess.Popen(argv, env=_child_environment(env, name), process_group=0)  # noqa: S603
         for name, argv in commands(HOST, PORT, VAR).items()
     }
     time.sleep(2)
@@ -174,10 +192,10 @@ def main() -> int:
         f"\n  mailer is running: {env['MAILER_BASE_URL']}/\n"
         f"  signup page:   {env['MAILER_BASE_URL']}/\n"
         f"  embeddable:    {env['MAILER_BASE_URL']}/embed\n"
-        f"  mail lands in: {env['MAILER_SMTP_URL'].removeprefix('outbox:')}/ (one .eml a message)\n"
+        f"{_mail_line(env['MAILER_SMTP_URL'])}"
         f"  health:        {env['MAILER_BASE_URL']}/healthz\n"
         f"{_login_lines(env['MAILER_BASE_URL'], password)}"
-        "  Press Ctrl-C to stop web, worker and scheduler.\n",
+        "  Press Ctrl-C to stop web, workers and scheduler.\n",
         flush=True,
     )
     exit_code = 0

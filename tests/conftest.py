@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from mailer import create_app
 from mailer.cli import upgrade
+from mailer.jobs import QUEUES
 from mailer.models import Base
 from mailer.sending import get_mailroom
 from mailer.settings import Settings
@@ -55,9 +56,10 @@ def _claim_redis_db() -> tuple[str, redis.Redis]:
         client = redis.Redis.from_url(f"{REDIS_BASE}/{number}")
         if client.set(REDIS_LOCK, os.getpid(), nx=True, ex=4 * 3600):
             return f"{REDIS_BASE}/{number}", client
-        # Test runs hold their pid, benchmarks "bench 1234" (bench/services.py).
-        holder = (client.get(REDIS_LOCK) or b"").split()
-        if holder and holder[-1].isdigit() and not _alive(int(holder[-1])):
+        holder = client.get(REDIS_LOCK)
+        # Other tools claim databases too ("bench 17283"): the pid is the last word.
+        pid = holder.split()[-1] if holder else b""
+        if pid.isdigit() and not _alive(int(pid)):
             # A run that was killed left its claim: take the database over.
             client.set(REDIS_LOCK, os.getpid(), ex=4 * 3600)
             return f"{REDIS_BASE}/{number}", client
@@ -201,7 +203,7 @@ def make_settings(
 ) -> Callable[..., Settings]:
     def build(**overrides: object) -> Settings:
         values: dict[str, object] = {
-            "secret_key": "test-secret-key",
+            "secret_key": "test-key-9f2c4e7a1b3d5f60-8e1a2c4b6d8f0a13",
             "base_url": "http://mailer.test",
             "sender": "Health Notices <notices@mailer.test>",
             "postal_address": "1 Test Street, Testville",
@@ -268,15 +270,15 @@ def session(app: Flask) -> Iterator[Session]:
 
 
 @contextmanager
-def running_worker(app: Flask) -> Iterator[None]:
-    """A real Celery worker consuming the app's broker, in this process."""
+def running_worker(app: Flask, queues: Sequence[str] = QUEUES) -> Iterator[None]:
+    """A real Celery worker consuming the app's broker (all its queues), in this process."""
     with start_worker(
         app.extensions["celery"],
         pool="threads",
         concurrency=2,
         perform_ping_check=False,
         shutdown_timeout=10,
-        queues=["transactional", "bulk"],
+        queues=list(queues),
     ):
         yield
 

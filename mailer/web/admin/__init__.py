@@ -37,5 +37,6 @@ from mailer.web.admin import (  # noqa: E402, F401
     dashboard,
     notice_pages,
     outbox_pages,
+    security_pages,
     subscribers,
 )
