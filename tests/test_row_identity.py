@@ -140,11 +140,13 @@ def test_every_table_with_ids_of_its_own_is_declared_never_to_reuse_them(backend
 
 
 def test_a_link_for_a_reader_who_was_erased_never_opens_the_next_readers_page(app, session):
+    """Issue 11 binds tokens to a per-row key too; the id alone already names nobody else."""
     settings = app.extensions["mailer.settings"]
-    links = LinkMaker(settings.base_url, settings.secret_key, settings.sender_domain)
+    links = LinkMaker(settings.base_url, settings.secret_keys, settings.sender_domain)
     gone = add_confirmed(session, "gone@example.org")
     session.commit()
-    old_link = path_of(links.url("preferences", Purpose.PREFERENCES, gone))
+    key = session.get_one(Subscriber, gone).token_key
+    old_link = path_of(links.url("preferences", Purpose.PREFERENCES, gone, bind=key))
     privacy.erase_subscriber(session, gone, now=clock.now())
     session.commit()
     newcomer = add_confirmed(session, "new@example.org", name="Newcomer")
