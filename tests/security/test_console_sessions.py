@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from mailer.models import AdminSession
+from mailer.models import AdminSession, AdminUser
 from tests.admin_helpers import login, make_account, post, signed_in
 from tests.helpers import add_confirmed
 from tests.security.flows import cli
@@ -47,6 +47,9 @@ def test_logout_ends_the_session_for_every_copy_of_its_cookie(app, session):
 def test_a_password_change_or_a_deactivation_ends_every_session(app, session):
     make_account(app, "boss@example.com")
     editor = signed_in(app, "editor", "ed@example.com")
+    editor_id = session.scalars(
+        select(AdminUser.id).where(AdminUser.email == "ed@example.com")
+    ).one()
     laptop, phone = app.test_client(), app.test_client()
     assert login(laptop).status_code == 302 and login(phone).status_code == 302
     copy = _stolen_copy(app, laptop)
@@ -59,7 +62,7 @@ def test_a_password_change_or_a_deactivation_ends_every_session(app, session):
     assert editor.get("/admin/").status_code == 200
     boss = app.test_client()
     assert login(boss, password="another long one").status_code == 302
-    answer = post(boss, "/admin/accounts/2/deactivate")
+    answer = post(boss, f"/admin/accounts/{editor_id}/deactivate")
     assert answer.status_code == 303
     assert editor.get("/admin/").status_code == 302
     assert _sessions(session) == 1  # the boss's own

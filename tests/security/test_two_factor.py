@@ -105,7 +105,8 @@ def test_admins_must_set_it_up_when_the_site_says_so(make_app, session):
     assert again.get("/admin/subscribers").status_code == 200
     refused = post(again, "/admin/security/2fa/disable", {"password": PASSWORD})
     assert refused.status_code == 409
-    assert session.scalars(select(AdminUser.totp_enabled_at).where(AdminUser.id == 1)).one()
+    boss = select(AdminUser.totp_enabled_at).where(AdminUser.email == "boss@example.com")
+    assert session.scalars(boss).one()
 
 
 def test_reset_2fa_from_the_command_line_after_a_lost_phone(app, session):
