@@ -31,6 +31,11 @@ class LinkMaker:
         token = self.unsubscribe_token(subscriber_id, campaign_id)
         return f"mailto:unsubscribe+{token}@{self.mail_domain}?subject=unsubscribe"
 
+    def view_url(self, campaign_id: int) -> str:
+        """The campaign's "view in your browser" page: the same for every reader."""
+        token = tokens.make_compact(self.secret_key, tokens.Purpose.WEB_VIEW, campaign_id)
+        return f"{self.base_url}/view/{token}"
+
     def return_path(self, purpose: tokens.Purpose, subject_id: int) -> str:
         """The VERP envelope sender: a bounce names the mail it is about by its address."""
         token = tokens.make_compact(self.secret_key, purpose, subject_id)
