@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Date, cast, func, select
+from sqlalchemy import Date, cast, exists, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from mailer.models import (
     Campaign,
+    CampaignKind,
     Delivery,
     DeliveryStatus,
     Subscriber,
@@ -164,10 +165,25 @@ def confirmation_rate(session: Session, *, now: datetime) -> float | None:
 
 
 def campaign_counts(
-    session: Session, *, limit: int = 10, before_id: int | None = None
+    session: Session,
+    *,
+    limit: int = 10,
+    before_id: int | None = None,
+    hide_empty_automatic: bool = False,
 ) -> list[CampaignCounts]:
-    """The newest campaigns (ids below `before_id`) with their delivery and unsubscribe counts."""
+    """The newest campaigns (ids below `before_id`) with their delivery and unsubscribe counts.
+
+    `hide_empty_automatic` leaves out automatic sends that mailed nobody (every
+    reader skipped: nothing new for them), which would bury an editor's list.
+    """
     query = select(Campaign).order_by(Campaign.id.desc()).limit(limit)
+    if hide_empty_automatic:
+        query = query.where(
+            (Campaign.kind == CampaignKind.MANUAL)
+            | exists().where(
+                Delivery.campaign_id == Campaign.id, Delivery.status != DeliveryStatus.SKIPPED
+            )
+        )
     if before_id is not None:
         query = query.where(Campaign.id < before_id)
     return _with_counts(session, list(session.scalars(query)))

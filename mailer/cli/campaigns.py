@@ -10,8 +10,8 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from mailer import addresses, campaigns, clock, db
-from mailer.cli.common import fail, when
+from mailer import addresses, campaigns, clock, db, site
+from mailer.cli.common import current_site, fail, when
 from mailer.errors import MailerError
 from mailer.jobs import get_jobs
 from mailer.models import Campaign
@@ -40,6 +40,8 @@ def campaign_create(
         raise click.BadParameter("--notices takes ids such as 1,2,3") from None
     session = db.get_session()
     try:
+        if send_at:
+            site.require_ready(current_site(session))
         campaign_id = campaigns.create_campaign(
             session,
             subject=subject,
@@ -137,7 +139,9 @@ def _campaign_action(campaign_id: int, action: str) -> int:
     """Do `action` and say what it did; return the campaign's planned recipients."""
     session = db.get_session()
     try:
-        outcome = campaigns.apply_action(session, campaign_id, action, now=clock.now())
+        outcome = campaigns.apply_action(
+            session, campaign_id, action, now=clock.now(), site=current_site(session)
+        )
     except MailerError as error:
         fail(error)
     session.commit()

@@ -6,7 +6,10 @@ from datetime import datetime
 from typing import NoReturn
 
 import click
+from flask import current_app
+from sqlalchemy.orm import Session
 
+from mailer import site
 from mailer.errors import MailerError
 
 
@@ -24,3 +27,8 @@ def when(value: str | None) -> datetime | None:
 
 def fail(error: MailerError) -> NoReturn:
     raise click.ClickException(str(error))
+
+
+def current_site(session: Session) -> site.SiteSettings:
+    """The site settings in force (the console's changes over MAILER_*)."""
+    return current_app.extensions[site.KEY].get(session)

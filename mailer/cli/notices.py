@@ -21,7 +21,8 @@ def notice_group() -> None:
 @click.option("--title", required=True)
 @click.option("--url", required=True)
 @click.option("--summary", default="")
-@click.option("--image-url", default="")
+@click.option("--image-url", default="", help="a picture shown above the title in the mail")
+@click.option("--image-alt", default="", help="what the picture shows (default: the title)")
 @click.option("--published-at", help="ISO 8601 with offset; default now")
 @click.option("--starts-at", help="webinars: ISO 8601 with offset")
 @click.option("--duration-minutes", type=int, help="webinars")
@@ -33,6 +34,7 @@ def notice_add(
     url: str,
     summary: str,
     image_url: str,
+    image_alt: str,
     published_at: str | None,
     starts_at: str | None,
     duration_minutes: int | None,
@@ -47,6 +49,7 @@ def notice_add(
         url=url,
         summary=summary,
         image_url=image_url,
+        image_alt=image_alt,
         published_at=when(published_at),
         starts_at=when(starts_at),
         duration_minutes=duration_minutes,

@@ -31,10 +31,12 @@ def init_app(app: Flask, limiter: Limiter) -> None:
 from mailer.web.admin import (  # noqa: E402, F401
     account_pages,
     auth,
+    campaign_edit_pages,
     campaign_pages,
     common,
     dashboard,
     notice_pages,
     outbox_pages,
+    site_pages,
     subscribers,
 )

@@ -26,5 +26,5 @@ def dashboard() -> str:
         signups=sum(day.signups for day in days),
         confirmations=sum(day.confirmations for day in days),
         rate=stats.confirmation_rate(session, now=now),
-        campaigns=stats.campaign_counts(session, limit=5),
+        campaigns=stats.campaign_counts(session, limit=5, hide_empty_automatic=True),
     )
