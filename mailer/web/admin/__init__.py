@@ -38,5 +38,6 @@ from mailer.web.admin import (  # noqa: E402, F401
     notice_pages,
     outbox_pages,
     site_pages,
+    subscriber_action_pages,
     subscribers,
 )
