@@ -21,7 +21,7 @@ def db_group() -> None:
 def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION (default: the newest)."""
     upgrade(current_app.extensions["mailer.settings"].database_url, revision)
-    click.echo(f"database at {revision}")
+    click.echo(f"The database is at revision {revision}.")
 
 
 @db_group.command("downgrade")
@@ -31,7 +31,7 @@ def db_downgrade(revision: str) -> None:
     command.downgrade(
         alembic_config(current_app.extensions["mailer.settings"].database_url), revision
     )
-    click.echo(f"database at {revision}")
+    click.echo(f"The database is at revision {revision}.")
 
 
 @click.command("purge")
@@ -41,4 +41,4 @@ def purge() -> None:
     session = db.get_session()
     count = subscriptions.purge_unconfirmed(session, now=clock.now())
     session.commit()
-    click.echo(f"purged {count} unconfirmed signups")
+    click.echo(f"Deleted {count} signups left unconfirmed for over 7 days.")
