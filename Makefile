@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/signing.py $(BENCH_FLAGS)
 	$(BIN)/python bench/subscriber_search.py
 	$(BIN)/python bench/automatic.py
+	$(BIN)/python bench/bounces.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -23,6 +23,7 @@ import logging
 import mailbox as stdlib_mailbox
 import os
 import ssl
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -36,9 +37,11 @@ from mailer.errors import MailerError
 
 log = logging.getLogger("mailer.mailbox")
 
-# At most this many messages a run: a flood is worked off over several runs
-# rather than in one task that outlives the next beat.
+# At most this many messages, and this many seconds, a run: a flood is worked
+# off over several runs rather than in one task that outlives the next beat
+# (every 300 s). A hostile message costs at most about a second to read.
 MAX_PER_RUN = 2000
+SECONDS_PER_RUN = 240.0
 
 
 class MailboxUnavailable(MailerError):
@@ -198,10 +201,18 @@ def process_mailbox(
     secret_key: str,
     clock: Callable[[], datetime],
     limit: int = MAX_PER_RUN,
+    seconds: float = SECONDS_PER_RUN,
 ) -> Counter[str]:
-    """Apply every unread message and mark it; return the count of each outcome."""
+    """Apply unread messages and mark each; return the count of each outcome.
+
+    Stops after `limit` messages or once `seconds` have passed (having taken
+    at least one); the rest wait for the next run.
+    """
     counts: Counter[str] = Counter()
+    deadline = time.monotonic() + seconds
     for key, raw in box.unread(limit):
+        if counts and time.monotonic() >= deadline:
+            break
         outcome = bounces.process_message(
             factory, raw, secret_key=secret_key, clock=clock, label=key
         )

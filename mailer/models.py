@@ -184,7 +184,16 @@ class TransactionalMail(Base):
     message_id: Mapped[str] = mapped_column(String(255), default="")
     last_error: Mapped[str] = mapped_column(Text, default="")
 
-    __table_args__ = (Index("ix_transactional_mail_email_created_at", "email", "created_at"),)
+    __table_args__ = (
+        Index("ix_transactional_mail_email_created_at", "email", "created_at"),
+        # A bounce report that quotes our Message-ID finds its mail by it.
+        Index(
+            "ix_transactional_mail_message_id",
+            "message_id",
+            postgresql_where=text("message_id <> ''"),
+            sqlite_where=text("message_id <> ''"),
+        ),
+    )
 
 
 class SuppressionReason(enum.StrEnum):
@@ -352,6 +361,14 @@ class Delivery(Base):
             sqlite_where=text("status = 'claimed'"),
         ),
         Index("ix_delivery_subscriber_id", "subscriber_id"),  # export, erasure, history
+        # A bounce report that quotes our Message-ID finds its delivery by it;
+        # rows not yet sent have none and stay out of the index.
+        Index(
+            "ix_delivery_message_id",
+            "message_id",
+            postgresql_where=text("message_id <> ''"),
+            sqlite_where=text("message_id <> ''"),
+        ),
         # Where a reader's last automatic mail left off (mailer.automatic): one
         # probe per reader. Editors' campaigns leave notices_until empty: no entries.
         Index(
@@ -466,3 +483,54 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(60))  # e.g. "campaign.start"
     target: Mapped[str] = mapped_column(String(200), default="")  # e.g. "campaign 12"
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class BounceKind(enum.StrEnum):
+    HARD = "hard"
+    SOFT = "soft"
+    COMPLAINT = "complaint"
+
+
+class BounceEvent(Base):
+    """One bounce or complaint that changed something: what the console's bounces page lists.
+
+    Holds personal data (the address, the report as received), so erasing a
+    subscriber deletes their rows (mailer.privacy). `delivery_id` has no
+    foreign key, like the delivery table itself.
+    """
+
+    __tablename__ = "bounce_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    kind: Mapped[str] = mapped_column(_enum(BounceKind))
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscriber.id", ondelete="SET NULL"), index=True
+    )
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaign.id", ondelete="SET NULL"))
+    delivery_id: Mapped[int | None]
+    mail_id: Mapped[int | None] = mapped_column(
+        ForeignKey("transactional_mail.id", ondelete="SET NULL")
+    )
+    source: Mapped[str] = mapped_column(String(20))  # mailbox, webhook, ses, sendgrid, ...
+    status: Mapped[str] = mapped_column(String(16), default="")  # enhanced status code
+    diagnostic: Mapped[str] = mapped_column(Text, default="")
+    raw: Mapped[str] = mapped_column(Text, default="")  # the report as received
+
+    # Rates per campaign count its events by kind.
+    __table_args__ = (Index("ix_bounce_event_campaign_kind", "campaign_id", "kind"),)
+
+
+class WebhookNonce(Base):
+    """A provider's one-time value already accepted (a Mailgun token, an SNS MessageId):
+    the same value again is a replay. Pruned by housekeeping once too old to be fresh."""
+
+    __tablename__ = "webhook_nonce"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(20))
+    value_hash: Mapped[str] = mapped_column(String(64))  # SHA-256 hex of the value
+    seen_at: Mapped[datetime] = mapped_column(index=True)
+
+    __table_args__ = (UniqueConstraint("provider", "value_hash"),)

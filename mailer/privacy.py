@@ -9,7 +9,14 @@ from sqlalchemy.orm import Session
 
 from mailer import suppression
 from mailer.errors import SubscriberNotFound
-from mailer.models import Campaign, Consent, Delivery, Subscriber, TransactionalMail
+from mailer.models import (
+    BounceEvent,
+    Campaign,
+    Consent,
+    Delivery,
+    Subscriber,
+    TransactionalMail,
+)
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -35,6 +42,8 @@ def export_subscriber(session: Session, subscriber_id: int) -> dict:
         .where(Delivery.subscriber_id == subscriber_id)
         .order_by(Delivery.id)
     )
+    mine = or_(BounceEvent.subscriber_id == subscriber_id, BounceEvent.email == subscriber.email)
+    bounces = session.scalars(select(BounceEvent).where(mine).order_by(BounceEvent.id))
     return {
         "email": subscriber.email,
         "name": subscriber.name,
@@ -78,6 +87,16 @@ def export_subscriber(session: Session, subscriber_id: int) -> dict:
             }
             for delivery, subject in deliveries
         ],
+        "bounces_and_complaints": [
+            {
+                "at": _iso(event.at),
+                "kind": event.kind,
+                "status": event.status,
+                "diagnostic": event.diagnostic,
+                "source": event.source,
+            }
+            for event in bounces
+        ],
     }
 
 
@@ -97,6 +116,12 @@ def erase_subscriber(session: Session, subscriber_id: int, *, now: datetime) -> 
         )
     )
     session.execute(delete(Delivery).where(Delivery.subscriber_id == subscriber_id))
+    # Bounce reports hold the address and what the remote server said about it.
+    session.execute(
+        delete(BounceEvent).where(
+            or_(BounceEvent.subscriber_id == subscriber_id, BounceEvent.email == email)
+        )
+    )
     session.delete(subscriber)  # its topics and consents go with it
     session.flush()
     suppression.forget_address(session, email, now=now)

@@ -130,6 +130,32 @@ def _topics(raw: str) -> str:
     return ",".join(chosen)
 
 
+ARN = re.compile(r"^arn:aws(?:-cn|-us-gov)?:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
+
+
+def _topic_arns(raw: str) -> str:
+    arns = [arn.strip() for arn in raw.split(",") if arn.strip()]
+    for arn in arns:
+        if not ARN.match(arn):
+            raise ValueError(f"{arn!r} is no SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
+    return ",".join(arns)
+
+
+def _sendgrid_key(raw: str) -> str:
+    from mailer.bounces.providers.sendgrid import public_key
+
+    public_key(raw)  # raises ValueError naming what is wrong
+    return raw
+
+
+def _user_password(raw: str) -> str:
+    user, colon, password = raw.partition(":")
+    if not user or not colon:
+        raise ValueError("must be user:password")
+    _secret(password)
+    return raw
+
+
 def _hour(raw: str) -> int:
     value = int(raw)
     if not 0 <= value <= 23:
@@ -200,11 +226,20 @@ class Settings:
     dkim_domain: str = ""  # empty: the domain of MAILER_FROM
     bounce_mailbox: str = ""  # empty: no mailbox is read
     bounce_webhook_secret: str = ""  # empty: POST /webhooks/bounce answers 404
+    ses_topic_arns: str = ""  # comma-separated; empty: POST /webhooks/ses answers 404
+    sns_fetch_origin: str = ""  # empty: SNS certificates are fetched from Amazon itself
+    sendgrid_webhook_key: str = ""  # empty: POST /webhooks/sendgrid answers 404
+    mailgun_signing_key: str = ""  # empty: POST /webhooks/mailgun answers 404
+    postmark_webhook_auth: str = ""  # user:password; empty: POST /webhooks/postmark answers 404
 
     @property
     def sender_domain(self) -> str:
         """The domain of the From address: Message-IDs are made under it."""
         return parseaddr(self.sender)[1].rpartition("@")[2]
+
+    @property
+    def ses_topics(self) -> tuple[str, ...]:
+        return tuple(arn for arn in self.ses_topic_arns.split(",") if arn)
 
     @property
     def limiter_storage(self) -> str:
@@ -273,4 +308,9 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "dkim_domain": _dns_name(dots=True),
     "bounce_mailbox": _bounce_mailbox,
     "bounce_webhook_secret": _secret,
+    "ses_topic_arns": _topic_arns,
+    "sns_fetch_origin": _url("https", "http"),
+    "sendgrid_webhook_key": _sendgrid_key,
+    "mailgun_signing_key": _secret,
+    "postmark_webhook_auth": _user_password,
 }

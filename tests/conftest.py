@@ -200,3 +200,19 @@ def running_worker(app: Flask) -> Iterator[None]:
 def worker(app: Flask) -> Iterator[None]:
     with running_worker(app):
         yield
+
+
+@pytest.fixture
+def campaign_app(make_app: Callable[..., Flask]) -> Flask:
+    """An app whose campaigns finish quickly: short relay holds, no rate limit."""
+    return make_app(relay_hold=0.3, throttle_hold=0.6, send_rate=0)
+
+
+@pytest.fixture
+def maildir(tmp_path) -> Iterator[object]:
+    """An empty Maildir under tmp_path, as MAILER_BOUNCE_MAILBOX would name it."""
+    import mailbox as stdlib_mailbox
+
+    path = tmp_path / "bounces"
+    stdlib_mailbox.Maildir(str(path), create=True)
+    yield path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -9,7 +10,7 @@ from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import Policy
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import format_datetime, parseaddr
 from pathlib import Path
 
 import css_inline
@@ -154,7 +155,10 @@ class Composer:
         message["From"] = sender
         message["Subject"] = subject
         message["Date"] = format_datetime(now)
-        message["Message-ID"] = make_msgid(domain=self.sender_domain)
+        # 128 random bits from the OS: a bounce report that quotes this id is
+        # taken as being about this mail (mailer.bounces.matching), so it must
+        # not be guessable (make_msgid's part is 64 bits of Mersenne Twister).
+        message["Message-ID"] = f"<{secrets.token_hex(16)}@{self.sender_domain}>"
         for key, value in (headers or {}).items():
             message[key] = UnfoldedHeader(key, value) if key in UNFOLDED else value
         # Quoted-printable, never 8bit: a relay that downgrades 8bit to 7bit on

@@ -31,6 +31,7 @@ def init_app(app: Flask, limiter: Limiter) -> None:
 from mailer.web.admin import (  # noqa: E402, F401
     account_pages,
     auth,
+    bounce_pages,
     campaign_edit_pages,
     campaign_pages,
     common,

@@ -19,6 +19,7 @@ from flask import (
 from sqlalchemy import select
 
 from mailer import addresses, automatic, campaigns, clock, db, stats
+from mailer.bounces import history
 from mailer.errors import CampaignNotFound, InvalidAddress, InvalidCampaign
 from mailer.jobs import get_jobs
 from mailer.models import Campaign, CampaignStatus, Notice
@@ -210,6 +211,7 @@ def campaign_page(campaign_id: int) -> str:
         report=report,
         progress=_progress(campaign_id),
         failures=stats.failed_deliveries(session, campaign_id),
+        rates=history.rates(session, [campaign_id])[campaign_id],
         recipients=campaigns.count_audience(
             session, topics=campaign.topic_list, notice_ids=[notice.id for notice in notices]
         ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import render_template
 
 from mailer import clock, db, stats
+from mailer.bounces import history
 from mailer.web.admin import bp
 from mailer.web.admin.auth import login_required
 from mailer.web.admin.chart import signup_chart
@@ -29,4 +30,5 @@ def dashboard() -> str:
         net=sum(day.net for day in days),
         rate=stats.confirmation_rate(session, now=now),
         campaigns=stats.campaign_counts(session, limit=5, hide_empty_automatic=True),
+        warnings=history.warnings(session),
     )
