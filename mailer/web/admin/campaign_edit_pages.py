@@ -108,9 +108,11 @@ def campaign_delete(campaign_id: int) -> Response:
     return redirect(url_for("admin.campaigns_list"), code=303)
 
 
-@bp.post("/campaigns/<int:campaign_id>/notices/<int:notice_id>/<any(up, down):direction>")
+@bp.post("/campaigns/<int:campaign_id>/notices/<int:notice_id>/<direction>")
 @login_required
 def campaign_move_notice(campaign_id: int, notice_id: int, direction: str) -> Response:
+    if direction not in ("up", "down"):
+        abort(404)
     session = db.get_session()
     try:
         campaign_drafts.move_notice(

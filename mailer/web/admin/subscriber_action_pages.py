@@ -109,9 +109,11 @@ def subscriber_profile(subscriber_id: int) -> Response:
     return _person(subscriber_id)
 
 
-@bp.post("/subscribers/<int:subscriber_id>/<any(unsubscribe, resend_confirmation):action>")
+@bp.post("/subscribers/<int:subscriber_id>/<action>")
 @admin_required
 def subscriber_action(subscriber_id: int, action: str) -> Response:
+    if action not in ("unsubscribe", "resend_confirmation"):
+        abort(404)
     session = db.get_session()
     outcome = subscriber_actions.apply_bulk(session, [subscriber_id], action, now=clock.now())
     if not outcome.changed and not outcome.unchanged:
