@@ -33,11 +33,11 @@ from mailer.web.site_context import site_settings
 bp = Blueprint("public", __name__)
 log = logging.getLogger("mailer.web")
 CAPTCHA_FIELDS = {"turnstile": "cf-turnstile-response", "hcaptcha": "h-captcha-response"}
-# The web version of a campaign: its own inline styles and images, never a script or a form.
+# The web version of a campaign: its own inline styles and images, never a script (nothing
+# but styles and images may load) or a form.
 WEB_VIEW_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; "
-    "frame-ancestors 'none'; form-action 'none'; base-uri 'none'; "
-    "sandbox allow-popups allow-popups-to-escape-sandbox allow-top-navigation-by-user-activation"
+    "frame-ancestors 'none'; form-action 'none'; base-uri 'none'"
 )
 
 
