@@ -24,7 +24,7 @@
   frame.setAttribute("scrolling", "no");
   // Until the form reports its height: what it takes at 300 px wide, so nothing is cut off.
   frame.style.cssText = "display:block;width:100%;border:0;overflow:hidden";
-  frame.style.height = query.has("compact") ? "260px" : "720px";
+  frame.style.height = query.has("compact") ? "300px" : "720px";
   script.insertAdjacentElement("afterend", frame);
 
   window.addEventListener("message", (event) => {
