@@ -10,7 +10,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from mailer import db, logs
+from mailer import db, logs, suppression
 from mailer.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -23,6 +23,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__, template_folder=TEMPLATES)
     app.config.update(
         SECRET_KEY=settings.secret_key,
+        SECRET_KEY_FALLBACKS=list(settings.secret_keys[1:]),  # rotation: old cookies still read
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         WTF_CSRF_TIME_LIMIT=settings.form_max_age,
         SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
@@ -35,7 +36,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         RATELIMIT_SWALLOW_ERRORS=True,
     )
     app.extensions["mailer.settings"] = settings
-    db.init_app(app, settings.database_url)
+    db.init_app(app, settings.database_url, {suppression.INFO_KEY: suppression.keys_for(settings)})
 
     from mailer import jobs, site
     from mailer.sending import mailroom

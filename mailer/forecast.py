@@ -36,7 +36,9 @@ from mailer.models import (
 class Forecast:
     """What automatic sending does with one notice."""
 
-    state: str  # "due" (will go out), "sent", "paused", "waiting" (no postal address), "archive"
+    # "due" (will go out), "sent", "paused", "waiting" (no postal address), "archive",
+    # "review" (a feed's notice held until someone approves it)
+    state: str
     published_at: datetime | None = None  # the "as published" mail: when (UTC)
     published_readers: int = 0
     weekly_at: datetime | None = None  # the next weekly digest, in the site's zone (UTC)
@@ -111,6 +113,8 @@ def forecast(
     for notice in notices:
         if notice.id in sent:
             result[notice.id] = Forecast("sent", sent_readers=sent[notice.id])
+        elif getattr(notice, "held_for_review", False):
+            result[notice.id] = Forecast("review")  # a feed's notice waiting for approval
         elif _utc(notice.published_at) < _utc(notice.created_at) - ARCHIVE_AGE or (
             state and state.notices_since and _utc(notice.created_at) < _utc(state.notices_since)
         ):

@@ -98,7 +98,7 @@ def test_the_web_version_shows_the_sent_campaign_and_nobody_s_data(
     assert "http://mailer.test/preferences" in page.text  # "email me a link", for anyone
 
     settings = app.extensions["mailer.settings"]
-    links = LinkMaker(settings.base_url, settings.secret_key)
+    links = LinkMaker(settings.base_url, settings.secret_keys)
     assert links.view_url(campaign_id) == view_url
     client = app.test_client()
     forged = view_url[:-3] + ("aaa" if not view_url.endswith("aaa") else "bbb")

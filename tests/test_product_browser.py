@@ -272,7 +272,7 @@ def test_embed_js_is_served_for_other_sites(live: tuple[Flask, str]) -> None:
 
 def _reader_paths(app: Flask, url: str) -> list[tuple[str, str]]:
     settings = app.extensions["mailer.settings"]
-    links = LinkMaker(settings.base_url, settings.secret_key)
+    links = LinkMaker(settings.base_url, settings.secret_keys)
     with app.extensions["mailer.sessionmaker"]() as session:
         reader = add_confirmed(session, "pat@example.org", ("article",), name="Pat")
         pending = Subscriber(
@@ -308,27 +308,34 @@ def _reader_paths(app: Flask, url: str) -> list[tuple[str, str]]:
         )
         campaigns.start_campaign(session, campaign_id, now=now)
         session.commit()
-        consent_id = consent.id
-    secret = settings.secret_key
-    address_token = tokens.make_value(
-        secret, tokens.Purpose.ADDRESS_CHANGE, [reader, "pat@new.example"]
-    )
+        consent_id, consent_key = consent.id, consent.token_key
+        reader_key = session.get_one(Subscriber, reader).token_key
+    mint = {
+        "confirm": links.url("confirm", tokens.Purpose.CONFIRM, consent_id, bind=consent_key),
+        "not-me": links.url("not-me", tokens.Purpose.NOT_ME, consent_id, bind=consent_key),
+        "preferences": links.url(
+            "preferences", tokens.Purpose.PREFERENCES, reader, bind=reader_key
+        ),
+        "change-address": links.url(
+            "change-address",
+            tokens.Purpose.ADDRESS_CHANGE,
+            [reader, "pat@new.example"],
+            bind=reader_key,
+        ),
+    }
     return [
         ("signup", "/"),
         ("embed", "/embed"),
         ("embed-compact", "/embed?compact=1"),
         ("embed-thanks", "/embed/thanks"),
         ("check-inbox", "/check-inbox"),
-        ("confirm", links.url("confirm", tokens.Purpose.CONFIRM, consent_id).removeprefix(url)),
-        ("not-me", links.url("not-me", tokens.Purpose.NOT_ME, consent_id).removeprefix(url)),
+        ("confirm", mint["confirm"].removeprefix(url)),
+        ("not-me", mint["not-me"].removeprefix(url)),
         ("link-invalid", "/confirm/forged"),
-        (
-            "preferences",
-            links.url("preferences", tokens.Purpose.PREFERENCES, reader).removeprefix(url),
-        ),
+        ("preferences", mint["preferences"].removeprefix(url)),
         ("request-link", "/preferences"),
-        ("unsubscribe", links.unsubscribe_url(reader, None).removeprefix(url)),
-        ("change-address", f"/change-address/{address_token}"),
+        ("unsubscribe", links.unsubscribe_url(reader, None, reader_key).removeprefix(url)),
+        ("change-address", mint["change-address"].removeprefix(url)),
         ("not-found", "/no-such-page"),
         ("web-view", links.view_url(campaign_id).removeprefix(url)),
     ]

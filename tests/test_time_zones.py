@@ -39,8 +39,10 @@ def test_an_alias_finds_its_zone() -> None:
 
 def _preferences_path(app: Flask, subscriber_id: int) -> str:
     settings = app.extensions["mailer.settings"]
-    url = LinkMaker(settings.base_url, settings.secret_key).url(
-        "preferences", Purpose.PREFERENCES, subscriber_id
+    with app.extensions["mailer.sessionmaker"]() as session:
+        key = session.get_one(Subscriber, subscriber_id).token_key
+    url = LinkMaker(settings.base_url, settings.secret_keys).url(
+        "preferences", Purpose.PREFERENCES, subscriber_id, bind=key
     )
     return url.removeprefix(settings.base_url)
 

@@ -7,7 +7,6 @@ export reads a keyset batch at a time, so a million rows never sit in memory.
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -160,7 +159,7 @@ def subscribers_export(state: str | None, topic: str | None, query: str) -> None
         who(),
         "subscribers.export",
         "subscribers",
-        json.dumps({"q": query, "state": state, "topic": topic}),
+        flt.audited(),
         now=clock.now(),
     )
     session.commit()

@@ -43,7 +43,7 @@ class Retry:
     def delay(self, retries: int) -> float:
         # Exponential backoff with full jitter, capped at an hour: a relay that
         # throttled many mails at once is not hit again by all of them at once.
-        return random.uniform(0, min(3600, self.backoff * 2**retries))
+        return random.uniform(0, min(3600, self.backoff * 2**retries))  # noqa: S311 - a spread, no secret
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class Mailroom:
                 **site_defaults(settings).mail_context(),
             },
         )
-        links = LinkMaker(settings.base_url, settings.secret_key, settings.sender_domain)
+        links = LinkMaker(settings.base_url, settings.secret_keys, settings.sender_domain)
         return cls(
             transport=transport.from_url(
                 settings.smtp_url,

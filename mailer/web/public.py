@@ -17,7 +17,7 @@ from flask import (
 from flask_wtf import FlaskForm
 from werkzeug import Response
 
-from mailer import antispam, clock, db, subscriptions, tokens
+from mailer import antispam, clock, db, subscriptions, token_rows, tokens
 from mailer.errors import CaptchaUnavailable, InvalidToken
 from mailer.jobs import get_jobs
 from mailer.models import Campaign
@@ -47,7 +47,7 @@ def _settings():
 
 def _render_form(template: str, form: SignupForm, status: int = 200, **extra: object):
     if not form.stamp.data:  # keep the first stamp across re-renders: it times the reader
-        form.stamp.data = antispam.make_stamp(_settings().secret_key, now=clock.now())
+        form.stamp.data = antispam.make_stamp(_settings().secret_keys, now=clock.now())
     if not form.source.data:
         # The page the form sits on, for the consent record: for the embedded
         # form that is the host page, which the iframe's request names as Referer.
@@ -79,7 +79,7 @@ def _defaults() -> dict[str, object]:
 def _spam_verdict(form: SignupForm) -> antispam.Verdict:
     settings = _settings()
     verdict = antispam.check_form(
-        settings.secret_key,
+        settings.secret_keys,
         honeypot=form.website.data or "",
         stamp=form.stamp.data or "",
         now=clock.now(),
@@ -168,7 +168,7 @@ def web_view(token: str) -> Response:
     """A sent campaign as a web page ("view in your browser" in the mail): nobody's data on it."""
     try:
         (campaign_id,) = tokens.read_compact(
-            _settings().secret_key, tokens.Purpose.WEB_VIEW, token, 1
+            _settings().secret_keys, tokens.Purpose.WEB_VIEW, token, 1, bind=lambda _ids: ""
         )
     except InvalidToken:
         abort(404)
@@ -185,8 +185,8 @@ def web_view(token: str) -> Response:
     return response
 
 
-def read_token(purpose: tokens.Purpose, token: str) -> int:
-    return tokens.read(_settings().secret_key, purpose, token)
+def _consent_id(purpose: tokens.Purpose, token: str) -> int:
+    return token_rows.consent(db.get_session(), _settings().secret_keys, purpose, token)
 
 
 @bp.errorhandler(InvalidToken)
@@ -198,7 +198,7 @@ def invalid_token(_error: InvalidToken):
 @bp.get("/confirm/<token>")
 def confirm_page(token: str):
     # Mail scanners fetch every GET link: showing this page confirms nothing.
-    consent_id = read_token(tokens.Purpose.CONFIRM, token)
+    consent_id = _consent_id(tokens.Purpose.CONFIRM, token)
     topics = subscriptions.open_signup_topics(db.get_session(), consent_id)
     if topics is None:
         return render_template("web/confirmed.html", newly_confirmed=False)
@@ -207,7 +207,7 @@ def confirm_page(token: str):
 
 @bp.post("/confirm/<token>")
 def confirm(token: str):
-    consent_id = read_token(tokens.Purpose.CONFIRM, token)
+    consent_id = _consent_id(tokens.Purpose.CONFIRM, token)
     session = db.get_session()
     outcome = subscriptions.confirm(
         session,
@@ -224,7 +224,7 @@ def confirm(token: str):
 
 @bp.get("/not-me/<token>")
 def not_me_page(token: str):
-    consent_id = read_token(tokens.Purpose.NOT_ME, token)
+    consent_id = _consent_id(tokens.Purpose.NOT_ME, token)
     if subscriptions.open_signup_topics(db.get_session(), consent_id) is None:
         return render_template("web/not_me.html", form=None, done=False)
     return render_template("web/not_me.html", form=FlaskForm(), done=None)
@@ -232,7 +232,7 @@ def not_me_page(token: str):
 
 @bp.post("/not-me/<token>")
 def not_me(token: str):
-    consent_id = read_token(tokens.Purpose.NOT_ME, token)
+    consent_id = _consent_id(tokens.Purpose.NOT_ME, token)
     session = db.get_session()
     cancelled = subscriptions.cancel_signup(session, consent_id, now=clock.now())
     session.commit()

@@ -1,7 +1,7 @@
 """site settings in the database, image descriptions of notices
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0010
 Create Date: 2026-12-01
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

@@ -38,6 +38,7 @@ from mailer.web.admin import (  # noqa: E402, F401
     dashboard,
     notice_pages,
     outbox_pages,
+    security_pages,
     site_pages,
     subscriber_action_pages,
     subscribers,

@@ -84,4 +84,5 @@ def signup_chart(days: Sequence[DayCount]) -> Markup:
     parts.append(_line("line-confirmations", days, x, y, lambda day: day.confirmations))
     parts.append(_line("line-net", days, x, y, lambda day: day.net))
     parts.append("</svg>")
-    return Markup("".join(parts))
+    # Safe: the markup is built here from numbers and dates only, no text from anyone.
+    return Markup("".join(parts))  # noqa: S704
