@@ -58,3 +58,15 @@ class InvalidImportFile(MailerError):
 
 class InvalidFilter(MailerError):
     """A state or topic that does not exist; the message names it."""
+
+
+class SiteNotReady(InvalidCampaign):
+    """Nothing may be sent yet: the site has no postal address (CAN-SPAM). Says where to set it."""
+
+
+class InvalidSiteSettings(MailerError):
+    """A site setting is malformed; `field` names it and the message says why."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field

@@ -9,17 +9,19 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from mailer import redact
+from mailer import redact, time_zones
 from mailer.sending.compose import topic_phrase
 from mailer.web import (
     admin,
     api,
+    embedding,
     health,
     public,
     reader,
     reader_address,  # noqa: F401  (its views join reader.bp)
     webhooks,
 )
+from mailer.web.site_context import PageSite
 
 EMBED_ENDPOINTS = {"public.embed", "public.embed_thanks", "public.subscribe"}
 # Every form that makes us mail someone shares one per-IP budget (MAILER_SIGNUP_LIMIT):
@@ -44,6 +46,7 @@ def init_web(app: Flask) -> None:
     csrf = CSRFProtect(app)
     app.register_blueprint(public.bp)
     app.register_blueprint(reader.bp)
+    app.register_blueprint(embedding.bp)
     app.register_blueprint(reader.one_click)
     csrf.exempt(reader.one_click)  # RFC 8058: the POST carries no cookie and no form token
     app.register_blueprint(health.bp)
@@ -63,8 +66,10 @@ def init_web(app: Flask) -> None:
         app.view_functions[endpoint] = mailing_limit(app.view_functions[endpoint])
     admin.init_app(app, limiter)  # the console under /admin, its login and login limits
 
-    app.context_processor(lambda: {"site": settings})
+    app.context_processor(lambda: {"site": PageSite(settings)})
     app.add_template_filter(topic_phrase)
+    app.jinja_env.globals["theme_url"] = embedding.theme_url
+    app.jinja_env.globals["zone_aliases"] = time_zones.aliases
     app.after_request(_security_headers)
     app.register_error_handler(HTTPException, _error_page)
 
@@ -72,6 +77,8 @@ def init_web(app: Flask) -> None:
 def _security_headers(response: Response) -> Response:
     settings = current_app.extensions["mailer.settings"]
     frame_ancestors = "'none'"
+    if request.endpoint in embedding.CROSS_ORIGIN:
+        embedding.cross_origin_headers(response)
     if request.endpoint in EMBED_ENDPOINTS:
         frame_ancestors = settings.embed_origins
     else:

@@ -10,22 +10,24 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from mailer import addresses, api_tokens, campaigns, clock, db, notices, timestamps
+from mailer import addresses, api_tokens, campaigns, clock, db, notices, site, timestamps
 from mailer.errors import (
     CampaignNotFound,
     CampaignStateConflict,
     InvalidAddress,
     InvalidCampaign,
     InvalidNotice,
+    SiteNotReady,
 )
 from mailer.jobs import get_jobs
 from mailer.models import Campaign, Notice
+from mailer.web.site_context import site_settings
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 log = logging.getLogger("mailer.web.api")
 
 REQUIRED = ("kind", "title", "url")
-TEXT_FIELDS = (*REQUIRED, "summary", "image_url", "time_zone", "join_url")
+TEXT_FIELDS = (*REQUIRED, "summary", "image_url", "image_alt", "time_zone", "join_url")
 TIME_FIELDS = ("published_at", "starts_at")
 FIELDS = frozenset((*TEXT_FIELDS, *TIME_FIELDS, "duration_minutes"))
 
@@ -68,7 +70,8 @@ def invalid_notice(error: InvalidNotice) -> Reply:
 def invalid_campaign(error: InvalidCampaign) -> Reply:
     if isinstance(error, CampaignNotFound):
         return _error(404, str(error))
-    return _error(409 if isinstance(error, CampaignStateConflict) else 400, str(error))
+    conflict = isinstance(error, (CampaignStateConflict, SiteNotReady))
+    return _error(409 if conflict else 400, str(error))
 
 
 @bp.errorhandler(HTTPException)
@@ -144,6 +147,7 @@ def _as_json(notice: Notice) -> dict[str, Any]:
         "url": notice.url,
         "summary": notice.summary,
         "image_url": notice.image_url,
+        "image_alt": notice.image_alt,
         "published_at": _utc(notice.published_at),
         "starts_at": _utc(notice.starts_at),
         "duration_minutes": notice.duration_minutes,
@@ -190,13 +194,16 @@ def create_campaign() -> Reply:
     if not isinstance(topics, list) or not all(isinstance(item, str) for item in topics):
         raise InvalidCampaign('topics must be a list such as ["article", "video"]')
     session = db.get_session()
+    send_at = _time("send_at", payload.get("send_at"))
+    if send_at is not None:
+        site.require_ready(site_settings())  # nothing is scheduled that could not go out
     campaign_id = campaigns.create_campaign(
         session,
         subject=str(payload.get("subject", "")),
         notice_ids=payload["notice_ids"],
         topics=topics,
         intro=str(payload.get("intro", "")),
-        send_at=_time("send_at", payload.get("send_at")),
+        send_at=send_at,
         now=clock.now(),
     )
     session.commit()
@@ -224,7 +231,9 @@ def campaign_action(campaign_id: int, action: str) -> Reply:
     the new state either way.
     """
     session = db.get_session()
-    outcome = campaigns.apply_action(session, campaign_id, action, now=clock.now())
+    outcome = campaigns.apply_action(
+        session, campaign_id, action, now=clock.now(), site=site_settings()
+    )
     session.commit()
     if outcome.restart_sending:
         get_jobs().start_sending(campaign_id)

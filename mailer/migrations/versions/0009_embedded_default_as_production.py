@@ -25,7 +25,7 @@ migrating, see migrations/env.py, so dropping the old copy cascades nowhere),
 its sequence set to the highest id the table or any reference to it holds.
 
 Revision ID: 0009
-Revises: 0010
+Revises: 0013
 Create Date: 2026-12-02
 """
 
@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0010"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
