@@ -46,9 +46,11 @@ def _compose(client: FlaskClient, notice_ids: list[int], **fields: object):
     return post(client, "/admin/campaigns/new", data)
 
 
-def _campaign(app: Flask) -> Campaign:
-    """The test's one campaign (ids go on rising from test to test: not number 1)."""
+def _campaign(app: Flask, campaign_id: int | None = None) -> Campaign:
+    """A campaign by id, or the test's one campaign (ids go on rising from test to test)."""
     with app.extensions["mailer.sessionmaker"]() as session:
+        if campaign_id is not None:
+            return session.get_one(Campaign, campaign_id)
         return session.scalars(select(Campaign)).one()
 
 

@@ -16,7 +16,7 @@ from tests.helpers import add_confirmed
 from tests.test_admin_campaigns import _actions, _campaign, _compose, _notice
 
 
-def _order(app: Flask, campaign_id: int = 1) -> list[str]:
+def _order(app: Flask, campaign_id: int) -> list[str]:
     with app.extensions["mailer.sessionmaker"]() as session:
         return [notice.title for notice in campaigns.campaign_notices(session, campaign_id)]
 
@@ -25,12 +25,13 @@ def test_edit_a_draft_then_reorder_its_notices(app: Flask) -> None:
     client = signed_in(app, "editor", "ed@example.com")
     first, second = _notice(app, title="First"), _notice(app, "video", "Second")
     third = _notice(app, title="Third")
-    _compose(client, [first, second])
-    form = client.get("/admin/campaigns/1/edit").text
-    assert 'value="New this week"' in form and "Edit campaign 1" in form
+    url = _compose(client, [first, second]).headers["Location"]
+    campaign_id = int(url.rsplit("/", 1)[1])
+    form = client.get(f"{url}/edit").text
+    assert 'value="New this week"' in form and f"Edit campaign {campaign_id}" in form
     answer = post(
         client,
-        "/admin/campaigns/1/edit",
+        f"{url}/edit",
         {
             "subject": "Better subject",
             "intro": "Hi all,",
@@ -45,15 +46,15 @@ def test_edit_a_draft_then_reorder_its_notices(app: Flask) -> None:
         "Hi all,",
         "article,video",
     )
-    assert _order(app) == ["Second", "Third"]  # kept ones first, new ones after
+    assert _order(app, campaign_id) == ["Second", "Third"]  # kept ones first, new ones after
 
-    assert post(client, f"/admin/campaigns/1/notices/{third}/up").status_code == 303
-    assert _order(app) == ["Third", "Second"]
-    page = client.get("/admin/campaigns/1").text
+    assert post(client, f"{url}/notices/{third}/up").status_code == 303
+    assert _order(app, campaign_id) == ["Third", "Second"]
+    page = client.get(url).text
     assert "Move “Second” up" in page and "Move “Third” down" in page
     assert _actions(app)[-2:] == ["campaign.edit", "campaign.reorder"]
 
-    refused = post(client, "/admin/campaigns/1/edit", {"subject": "", "notices": [str(third)]})
+    refused = post(client, f"{url}/edit", {"subject": "", "notices": [str(third)]})
     assert refused.status_code == 400 and "the subject is required" in refused.text
     assert _campaign(app).subject == "Better subject"
 
@@ -63,38 +64,41 @@ def test_a_started_campaign_cannot_be_edited_but_can_be_duplicated(app: Flask) -
     with app.extensions["mailer.sessionmaker"]() as session:
         add_confirmed(session, "ann@example.org")
         session.commit()
-    _compose(client, [_notice(app, title="One"), _notice(app, title="Two")], intro="Intro")
-    post(client, "/admin/campaigns/1/start")
+    one, two = _notice(app, title="One"), _notice(app, title="Two")
+    url = _compose(client, [one, two], intro="Intro").headers["Location"]
+    original = int(url.rsplit("/", 1)[1])
+    post(client, f"{url}/start")
     assert _campaign(app).status == "sending"
     refused = post(
         client,
-        "/admin/campaigns/1/edit",
-        {"subject": "Changed", "notices": ["1"]},
+        f"{url}/edit",
+        {"subject": "Changed", "notices": [str(one)]},
         follow_redirects=True,
     )
     assert "cannot change any more; duplicate it instead" in refused.text
-    assert post(client, "/admin/campaigns/1/delete", follow_redirects=True).status_code == 200
+    assert post(client, f"{url}/delete", follow_redirects=True).status_code == 200
     assert _campaign(app).subject == "New this week"  # neither edited nor deleted
 
-    copied = post(client, "/admin/campaigns/1/duplicate")
-    assert copied.headers["Location"].endswith("/admin/campaigns/2/edit")
-    copy = _campaign(app, 2)
+    copied = post(client, f"{url}/duplicate")
+    duplicate = int(copied.headers["Location"].removesuffix("/edit").rsplit("/", 1)[1])
+    assert duplicate != original and copied.headers["Location"].endswith(f"/{duplicate}/edit")
+    copy = _campaign(app, duplicate)
     assert (copy.subject, copy.intro, copy.status, copy.kind) == (
         "New this week",
         "Intro",
         "draft",
         "manual",
     )
-    assert _order(app, 2) == ["One", "Two"]
+    assert _order(app, duplicate) == ["One", "Two"]
 
 
 def test_delete_a_draft(app: Flask) -> None:
     client = signed_in(app, "editor", "ed@example.com")
-    _compose(client, [_notice(app)])
-    answer = post(client, "/admin/campaigns/1/delete", follow_redirects=True)
+    url = _compose(client, [_notice(app)]).headers["Location"]
+    answer = post(client, f"{url}/delete", follow_redirects=True)
     assert "Draft “New this week” deleted." in answer.text
     with app.extensions["mailer.sessionmaker"]() as session:
-        assert session.get(Campaign, 1) is None
+        assert session.get(Campaign, int(url.rsplit("/", 1)[1])) is None
     assert _actions(app)[-1] == "campaign.delete"
 
 
@@ -104,14 +108,16 @@ def test_the_send_time_is_read_in_the_person_s_own_zone(app: Flask) -> None:
     page = client.get("/admin/campaigns/new").text
     assert "In your time zone, <span data-zone-name>Asia/Tokyo</span>" in page
     tomorrow = (clock.now() + timedelta(days=2)).astimezone(UTC).date()
-    _compose(client, [_notice(app)], send_at=f"{tomorrow}T09:30", zone="Asia/Tokyo")
+    url = _compose(client, [_notice(app)], send_at=f"{tomorrow}T09:30", zone="Asia/Tokyo").headers[
+        "Location"
+    ]
     campaign = _campaign(app)
     assert campaign.status == "scheduled"
     # 09:30 in Tokyo is 00:30 UTC.
     assert campaign.send_at.astimezone(UTC) == datetime(
         tomorrow.year, tomorrow.month, tomorrow.day, 0, 30, tzinfo=UTC
     )
-    shown = client.get("/admin/campaigns/1").text
+    shown = client.get(url).text
     assert re.search(
         rf"starts <strong id=\"scheduled-at\">{tomorrow} 09:30 JST \(Asia/Tokyo\)", shown
     )
@@ -157,7 +163,7 @@ def test_the_notice_list_says_when_each_notice_goes_out_and_to_how_many(app: Fla
         automatic.pause(session, now=clock.now(), by="test")
         session.commit()
     assert "Held while automatic sending is paused." in client.get("/admin/notices").text
-    assert notice_id == 1
+    assert f"/admin/notices/{notice_id}/edit" in client.get("/admin/notices").text
 
 
 def test_no_notice_ticked_means_no_recipient(app: Flask) -> None:

@@ -464,13 +464,15 @@ def test_the_digest_passes_axe_light_and_dark_and_reads_on_a_phone(
 def _console_paths(app: Flask) -> list[tuple[str, str]]:
     now = clock.now()
     with app.extensions["mailer.sessionmaker"]() as session:
-        for number in range(12):
+        readers = [
             add_confirmed(
                 session,
                 f"reader{number}@example.org",
                 ("article", "video"),
                 name=f"Reader Number {number}",
             )
+            for number in range(12)
+        ]
         notices = [
             Notice(
                 kind=kind,
@@ -499,7 +501,7 @@ def _console_paths(app: Flask) -> list[tuple[str, str]]:
         ("dashboard", "/admin/"),
         ("notices", "/admin/notices"),
         ("notice-new", "/admin/notices/new"),
-        ("notice-edit", "/admin/notices/1/edit"),
+        ("notice-edit", f"/admin/notices/{notices[0].id}/edit"),
         ("feeds", "/admin/feeds"),
         ("campaigns", "/admin/campaigns"),
         ("campaign-new", "/admin/campaigns/new"),
@@ -507,8 +509,8 @@ def _console_paths(app: Flask) -> list[tuple[str, str]]:
         ("campaign-edit", f"/admin/campaigns/{draft}/edit"),
         ("campaign-preview", f"/admin/campaigns/{draft}/preview"),
         ("subscribers", "/admin/subscribers"),
-        ("subscriber", "/admin/subscribers/1"),
-        ("subscriber-erase", "/admin/subscribers/1/erase"),
+        ("subscriber", f"/admin/subscribers/{readers[0]}"),
+        ("subscriber-erase", f"/admin/subscribers/{readers[0]}/erase"),
         ("import", "/admin/subscribers/import"),
         ("bounces", "/admin/bounces"),
         ("accounts", "/admin/accounts"),
@@ -568,6 +570,6 @@ def test_every_console_page_passes_axe_and_scrolls_its_tables_on_a_phone(
         _shot(page, "console-site-settings-saved")
 
         # The campaign page, for the README.
-        page.goto(f"{url}/admin/campaigns/1")
+        page.goto(f"{url}{dict(paths)['campaign']}")
         expect(page.get_by_role("heading", name="New this week", level=1)).to_be_visible()
         _shot(page, "campaign-page", docs=True)
