@@ -220,7 +220,7 @@ def mailer_env(database_url: str, broker_url: str, smtp_port: int = 25) -> dict[
     base = {key: value for key, value in os.environ.items() if not key.startswith("MAILER_")}
     return {
         **base,
-        "MAILER_SECRET_KEY": "bench-campaign-secret-key",
+        "MAILER_SECRET_KEY": "bench-campaign-secret-key-of-at-least-32-characters",
         "MAILER_BASE_URL": "https://news.example.com",
         "MAILER_FROM": "Health Notices <notices@example.com>",
         "MAILER_POSTAL_ADDRESS": "1 Bench Street, Testville",

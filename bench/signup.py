@@ -422,7 +422,7 @@ def main() -> None:
         redis_db = broker.connection_pool.connection_kwargs["db"]
         env = {
             **os.environ,
-            "MAILER_SECRET_KEY": "bench-secret-key",
+            "MAILER_SECRET_KEY": "bench-signup-secret-key-of-at-least-32-characters",
             "MAILER_BASE_URL": "http://127.0.0.1",
             "MAILER_FROM": "Bench Notices <notices@example.com>",
             "MAILER_POSTAL_ADDRESS": "1 Bench Street, Testville",

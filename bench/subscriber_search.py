@@ -359,7 +359,7 @@ def bench_export(url: str) -> None:
 def _env(url: str, broker_url: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("MAILER_")}
     env.update(
-        MAILER_SECRET_KEY="bench-search-secret-key",
+        MAILER_SECRET_KEY="bench-search-secret-key-of-at-least-32-characters",
         MAILER_BASE_URL="https://news.example.com",
         MAILER_FROM="Health Notices <notices@example.com>",
         MAILER_POSTAL_ADDRESS="1 Bench Street, Testville",
