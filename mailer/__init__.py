@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask
+from flask_openapi3 import OpenAPI
 
 from mailer import db, logs
 from mailer.settings import Settings
@@ -20,7 +21,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build a configured app. Tests pass their own Settings; processes read MAILER_*."""
     settings = settings or Settings.from_env()
     logs.configure(settings.log_format)
-    app = Flask(__name__, template_folder=TEMPLATES)
+    from mailer.web.api.spec import app_options
+
+    # flask-openapi3's Flask: it builds /api/openapi.json from the API's declared models.
+    app = OpenAPI(__name__, template_folder=TEMPLATES, **app_options())
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,

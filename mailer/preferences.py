@@ -40,7 +40,7 @@ def _subscriber(session: Session, subscriber_id: int, *, lock: bool = False) -> 
     return subscriber
 
 
-def update(session: Session, subscriber_id: int, choices: Choices) -> None:
+def update(session: Session, subscriber_id: int, choices: Choices, *, now: datetime) -> None:
     """Apply the reader's choices; the next send follows them (topics are read at send time)."""
     subscriber = _subscriber(session, subscriber_id, lock=True)
     chosen = [topic.value for topic in Topic if topic.value in set(choices.topics)]

@@ -51,7 +51,8 @@ def _claim_redis_db() -> tuple[str, redis.Redis]:
         if client.set(REDIS_LOCK, os.getpid(), nx=True, ex=4 * 3600):
             return f"{REDIS_BASE}/{number}", client
         holder = client.get(REDIS_LOCK)
-        if holder is not None and not _alive(int(holder)):
+        # A benchmark's claim reads "bench PID": the process id is the last word.
+        if holder is not None and not _alive(int(holder.split()[-1])):
             # A run that was killed left its claim: take the database over.
             client.set(REDIS_LOCK, os.getpid(), ex=4 * 3600)
             return f"{REDIS_BASE}/{number}", client

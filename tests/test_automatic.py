@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from flask.cli import ScriptInfo
 from sqlalchemy import func, select
 
-from mailer import automatic, campaigns, notices, preferences
+from mailer import automatic, campaigns, clock, notices, preferences
 from mailer.cli import main
 from mailer.jobs import get_jobs
 from mailer.models import (
@@ -246,6 +246,7 @@ def test_changing_frequency_mid_week_gets_each_notice_exactly_once(auto_app, ses
             session,
             subscriber_id,
             preferences.Choices(topics=ALL, frequency=frequency, name="", time_zone=""),
+            now=clock.now(),
         )
         session.commit()
 

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, current_app, render_template, request
+from flask import Response, current_app, render_template, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from flask_openapi3 import OpenAPI
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from mailer.sending.compose import topic_phrase
 from mailer.web import admin, api, health, public, reader, webhooks
+from mailer.web.api import problems, spec
 
 EMBED_ENDPOINTS = {"public.embed", "public.embed_thanks", "public.subscribe"}
 
 
-def init_web(app: Flask) -> None:
+def init_web(app: OpenAPI) -> None:
     """Register blueprints, CSRF, rate limits, proxy handling and headers on `app`."""
     settings = app.extensions["mailer.settings"]
     if settings.trusted_proxies:
@@ -32,9 +34,10 @@ def init_web(app: Flask) -> None:
     app.register_blueprint(reader.one_click)
     csrf.exempt(reader.one_click)  # RFC 8058: the POST carries no cookie and no form token
     app.register_blueprint(health.bp)
-    app.register_blueprint(api.bp)
+    app.register_api(api.bp)
     csrf.exempt(api.bp)  # bearer-token API: no cookies, so no cross-site forgery
-    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(spec.bp)
+    app.register_api(webhooks.bp)
     csrf.exempt(webhooks.bp)  # a shared secret, no cookies
     # The signup form checks its own CSRF token (the embedded form cannot carry one).
     csrf.exempt("mailer.web.public.subscribe")
@@ -77,5 +80,12 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
-def _error_page(error: HTTPException) -> tuple[str, int]:
+def _error_page(error: HTTPException) -> tuple[str, int] | Response:
+    if request.path.startswith(("/api/", "/webhooks/")):
+        # Routing errors (an unknown path, a method not allowed) come here, not to the
+        # blueprint's handler: a program gets a problem, not a page.
+        response = problems.problem(error.code or 500, error.description or error.name)
+        if error.code == 405 and error.valid_methods:  # type: ignore[attr-defined]
+            response.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+        return response
     return render_template("web/error.html", error=error), error.code or 500
