@@ -6,6 +6,7 @@ web process queues tasks by name through mailer.jobs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask
@@ -41,11 +42,25 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["mailer.settings"] = settings
     db.init_app(app, settings.database_url)
 
-    from mailer import jobs
+    from mailer import events, jobs
     from mailer.sending import mailroom
     from mailer.web import init_web
 
     mailroom.init_app(app, settings, TEMPLATES)
     jobs.init_app(app, settings)
+    events.init_app(app, _after_commit(app))
     init_web(app)
     return app
+
+
+def _after_commit(app: Flask) -> Callable[[list, list[int]], None]:
+    """What follows a commit that recorded events: count them, queue their webhooks."""
+    from mailer import jobs, metrics
+
+    def announce(recorded: list, delivery_ids: list[int]) -> None:
+        for event in recorded:
+            metrics.count_event(event.type, event.data)
+        if delivery_ids:
+            jobs.get_jobs(app).deliver_webhooks(delivery_ids)
+
+    return announce

@@ -27,6 +27,7 @@ SEND_BATCH = "mailer.send_batch"
 SEND_TEST = "mailer.send_test"
 POLL_FEEDS = "mailer.poll_feeds"
 PROCESS_BOUNCES = "mailer.process_bounces"
+DELIVER_WEBHOOK = "mailer.deliver_webhook"
 # How many send_batch chains a campaign runs at once: enough to keep every
 # worker process busy; the shared token bucket keeps the total rate.
 CAMPAIGN_PARALLELISM = 4
@@ -35,6 +36,8 @@ ROUTES = {
     SEND_BATCH: {"queue": "bulk"},
     POLL_FEEDS: {"queue": "bulk"},
     PROCESS_BOUNCES: {"queue": "bulk"},
+    # Their own queue and worker: a slow receiver must hold up no confirmation mail.
+    DELIVER_WEBHOOK: {"queue": "webhooks"},
 }
 BROKER_DOWN = (OperationalError, ConnectionError, OSError)
 
@@ -106,6 +109,20 @@ class Jobs:
                     self.celery.send_task(SEND_MAIL, (mail_id,), queue=queue, producer=producer)
         except BROKER_DOWN:
             log.exception("broker unreachable; %s mails left for the beat", len(mail_ids))
+            return False
+        return True
+
+    def deliver_webhooks(self, delivery_ids: Iterable[int]) -> bool:
+        """Queue committed webhook deliveries over one producer; the beat finds any lost."""
+        delivery_ids = list(delivery_ids)
+        try:
+            with self.celery.producer_or_acquire() as producer:
+                for delivery_id in delivery_ids:
+                    self.celery.send_task(DELIVER_WEBHOOK, (delivery_id,), producer=producer)
+        except BROKER_DOWN:
+            log.exception(
+                "broker unreachable; %s webhook deliveries left for the beat", len(delivery_ids)
+            )
             return False
         return True
 

@@ -10,7 +10,7 @@ from zoneinfo import available_timezones
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailer import antispam, suppression
+from mailer import antispam, events, suppression
 from mailer.errors import AddressChangeRefused, InvalidToken
 from mailer.models import (
     Frequency,
@@ -49,6 +49,7 @@ def update(session: Session, subscriber_id: int, choices: Choices, *, now: datet
     subscriber.name = choices.name.strip()[:100]
     subscriber.time_zone = choices.time_zone if choices.time_zone in TIME_ZONES else ""
     session.flush()
+    events.record_subscriber(session, events.SUBSCRIBER_UPDATED, subscriber, now=now)
 
 
 def request_address_change(
@@ -89,6 +90,7 @@ def confirm_address_change(
     subscriber.email = new_email
     subscriber.soft_bounces = 0
     session.flush()
+    events.record_subscriber(session, events.SUBSCRIBER_UPDATED, subscriber, now=now)
     return True
 
 

@@ -7,6 +7,7 @@ misconfigured process stops at start-up instead of failing on the first mail.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -139,6 +140,47 @@ def _user_password(raw: str) -> str:
     return raw
 
 
+def _networks(raw: str) -> str:
+    for part in raw.split(","):
+        try:
+            ipaddress.ip_network(part.strip(), strict=False)
+        except ValueError:
+            raise ValueError("must be addresses or networks such as 10.0.0.0/8,127.0.0.2") from None
+    return raw
+
+
+def _ports(raw: str) -> str:
+    for part in raw.split(","):
+        if not part.strip().isdigit() or not 0 < int(part) < 65536:
+            raise ValueError("must be port numbers such as 8080,8443")
+    return raw
+
+
+def resolver_address(raw: str) -> tuple[str, int]:
+    """(address, port) of a DNS server setting: 10.0.0.2, 127.0.0.1:5353, [::1]:5353, ::1."""
+    if raw.startswith("["):
+        host, _, rest = raw[1:].partition("]")
+        port = rest.removeprefix(":")
+    elif raw.count(":") == 1:
+        host, port = raw.split(":")
+    else:
+        host, port = raw, ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(
+            "must be the address of a DNS server, such as 10.0.0.2 or 127.0.0.1:5353"
+        ) from None
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError("the port after the address must be a number")
+    return host, int(port or 53)
+
+
+def _resolver(raw: str) -> str:
+    resolver_address(raw)
+    return raw
+
+
 def _hour(raw: str) -> int:
     value = int(raw)
     if not 0 <= value <= 23:
@@ -210,6 +252,16 @@ class Settings:
     sendgrid_webhook_key: str = ""  # empty: POST /webhooks/sendgrid answers 404
     mailgun_signing_key: str = ""  # empty: POST /webhooks/mailgun answers 404
     postmark_webhook_auth: str = ""  # user:password; empty: POST /webhooks/postmark answers 404
+    fetch_timeout: float = 10.0  # seconds for a whole feed download, redirects included
+    fetch_max_bytes: int = 5 * 1024 * 1024
+    fetch_allow: str = ""  # internal networks fetches may reach anyway, e.g. 10.1.2.0/24
+    fetch_ports: str = ""  # ports other than 80 and 443 that fetched URLs may use
+    fetch_resolver: str = ""  # DNS server for fetched hosts; empty: the system's
+    metrics_token: str = ""  # bearer token a Prometheus scrape of /metrics must send
+    metrics_allow: str = ""  # or the client addresses that may scrape without one
+    webhook_timeout: float = 10.0  # seconds for one POST to a webhook endpoint, answer included
+    webhook_retry_backoff: float = 30.0  # first retry's delay; doubles, with full jitter
+    webhook_retry_for: float = 86400.0  # seconds a message is retried before it is given up
 
     @property
     def sender_domain(self) -> str:
@@ -288,4 +340,14 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "sendgrid_webhook_key": _sendgrid_key,
     "mailgun_signing_key": _secret,
     "postmark_webhook_auth": _user_password,
+    "fetch_timeout": _positive(float),
+    "fetch_max_bytes": _positive(int),
+    "fetch_allow": _networks,
+    "fetch_ports": _ports,
+    "fetch_resolver": _resolver,
+    "metrics_token": _secret,
+    "metrics_allow": _networks,
+    "webhook_timeout": _positive(float),
+    "webhook_retry_backoff": _positive(float),
+    "webhook_retry_for": _positive(float),
 }

@@ -57,17 +57,18 @@ def add_with_consent(
     or suppressed: someone who left comes back only by confirming themselves.
     """
     options = imports.ImportOptions(
-        actor=actor, source="api", default_topics=tuple(new.topics), consent_proof=proof
+        actor=actor,
+        source="api",
+        default_topics=tuple(new.topics),
+        consent_proof=proof,
+        frequency=Frequency(new.frequency),
     )
     row = imports.CsvRow(1, new.email, new.name, "", surplus=False)
     outcome = imports.import_chunk(session, [row], options, now=now).outcomes[0]
     if not outcome.imported:
         error = SubscriberConflict if outcome.kind in CONFLICTS else SubscriberRefused
         raise error(outcome.reason)
-    subscriber = session.scalars(select(Subscriber).where(Subscriber.email == outcome.email)).one()
-    subscriber.frequency = Frequency(new.frequency)
-    session.flush()
-    return subscriber.id
+    return session.scalars(select(Subscriber.id).where(Subscriber.email == outcome.email)).one()
 
 
 def add_pending(

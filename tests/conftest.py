@@ -192,7 +192,7 @@ def running_worker(app: Flask) -> Iterator[None]:
         concurrency=2,
         perform_ping_check=False,
         shutdown_timeout=10,
-        queues=["transactional", "bulk"],
+        queues=["transactional", "bulk", "webhooks"],
     ):
         yield
 

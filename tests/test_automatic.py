@@ -374,7 +374,9 @@ def test_global_resume_leaves_a_campaign_an_editor_paused(auto_app, session):
     first = _tick_without_worker(auto_app, WEDNESDAY + timedelta(minutes=15))
     second = _tick_without_worker(auto_app, WEDNESDAY + timedelta(minutes=45))
     assert (first, second) == (1, 1)
-    campaigns.set_paused(session, 1, paused=True)  # an editor pauses the first by hand
+    campaigns.set_paused(
+        session, 1, paused=True, now=clock.now()
+    )  # an editor pauses the first by hand
     session.commit()
     automatic.pause(session, now=WEDNESDAY, by="admin@example.org")
     session.commit()

@@ -232,7 +232,7 @@ def test_pause_resume_and_cancel(make_app, session, inbox):
     with running_worker(app):
         _start(app, session, ids[:1])
         wait_until(lambda: len(inbox.messages) >= 10)
-        campaigns.set_paused(session, 1, paused=True)
+        campaigns.set_paused(session, 1, paused=True, now=clock.now())
         session.commit()
         paused_at = len(inbox.messages)
         import time
@@ -244,7 +244,7 @@ def test_pause_resume_and_cancel(make_app, session, inbox):
         assert settled - paused_at < 40
         assert campaigns.progress(session, 1, now=clock.now()).status == "paused"
 
-        campaigns.set_paused(session, 1, paused=False)
+        campaigns.set_paused(session, 1, paused=False, now=clock.now())
         session.commit()
         with app.app_context():
             get_jobs().start_sending(1)

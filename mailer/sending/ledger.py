@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Connection, bindparam, exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailer import suppression
+from mailer import events, suppression
 from mailer.models import (
     Campaign,
     CampaignStatus,
@@ -393,9 +393,11 @@ def _record(
         )
     )
     if not pending:
-        session.execute(
+        finished = session.scalars(
             update(Campaign)
             .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.SENDING)
             .values(status=CampaignStatus.FINISHED, finished_at=now)
-        )
+            .returning(Campaign.id)
+        ).all()
+        events.record_campaigns(session, events.CAMPAIGN_FINISHED, finished, now=now)
     return bool(pending)

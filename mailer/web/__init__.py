@@ -10,8 +10,9 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from mailer import metrics
 from mailer.sending.compose import topic_phrase
-from mailer.web import admin, api, health, public, reader, webhooks
+from mailer.web import admin, api, health, metrics_page, public, reader, webhooks
 from mailer.web.api import problems, spec
 
 EMBED_ENDPOINTS = {"public.embed", "public.embed_thanks", "public.subscribe"}
@@ -48,6 +49,7 @@ def init_web(app: OpenAPI) -> None:
         app.view_functions["public.subscribe"]
     )
     admin.init_app(app, limiter)  # the console under /admin, its login and login limits
+    metrics_page.init_app(app)  # /metrics and the time each request takes
 
     app.context_processor(lambda: {"site": settings})
     app.add_template_filter(topic_phrase)
@@ -81,6 +83,8 @@ def _security_headers(response: Response) -> Response:
 
 
 def _error_page(error: HTTPException) -> tuple[str, int] | Response:
+    if error.code == 429 and request.endpoint == "public.subscribe":
+        metrics.signup_refused("rate limit per client address")
     if request.path.startswith(("/api/", "/webhooks/")):
         # Routing errors (an unknown path, a method not allowed) come here, not to the
         # blueprint's handler: a program gets a problem, not a page.

@@ -7,7 +7,7 @@ import logging
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 
-from mailer import antispam, clock, db, subscriptions, tokens
+from mailer import antispam, clock, db, metrics, subscriptions, tokens
 from mailer.errors import CaptchaUnavailable, InvalidToken
 from mailer.jobs import get_jobs
 from mailer.web.forms import (
@@ -85,6 +85,7 @@ def subscribe():
     settings = _settings()
     if verdict.refused:
         log.info("signup refused", extra={"reason": verdict.reason, "ip": request.remote_addr})
+        metrics.signup_refused(verdict.reason or "")
     else:
         session = db.get_session()
         outcome = subscriptions.sign_up(
@@ -105,8 +106,10 @@ def subscribe():
         session.commit()  # commit before enqueueing: the worker must find the row
         if outcome.mail_id is not None:
             get_jobs().send_mail(outcome.mail_id)
+            metrics.signup_accepted("embed" if embedded else "page")
         else:
             log.info("signup mail held back", extra={"reason": outcome.held_back})
+            metrics.signup_refused(outcome.held_back or "")
     return redirect(url_for("public.embed_thanks" if embedded else "public.check_inbox"))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Response, current_app, jsonify, request, url_for
 
-from mailer import addresses, admins, clock, db, privacy, subscriber_search, subscriptions
+from mailer import addresses, admins, clock, db, metrics, privacy, subscriber_search, subscriptions
 from mailer import subscribers as managed
 from mailer.errors import AddressLimited, InvalidAddress, SubscriberConflict, SubscriberRefused
 from mailer.jobs import get_jobs
@@ -40,6 +40,7 @@ def refused(error: SubscriberRefused) -> Response:
 
 @bp.errorhandler(AddressLimited)
 def limited(error: AddressLimited) -> Response:
+    metrics.signup_refused(str(error))
     return problems.problem(
         429, f"no confirmation mail now: {error}", headers={"Retry-After": "3600"}
     )
@@ -114,6 +115,7 @@ def create_subscriber(body: SubscriberIn) -> tuple[Response, int, dict[str, str]
             now=now,
         )
     session.commit()  # commit before enqueueing: the worker must find the row
+    metrics.signup_accepted("api")
     if mail_id is not None:
         get_jobs().send_mail(mail_id)
     answer = Created(
