@@ -12,7 +12,7 @@ from pathlib import Path
 from flask import Flask
 from flask_openapi3 import OpenAPI
 
-from mailer import db, logs
+from mailer import db, logs, suppression
 from mailer.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = OpenAPI(__name__, template_folder=TEMPLATES, **app_options())
     app.config.update(
         SECRET_KEY=settings.secret_key,
+        SECRET_KEY_FALLBACKS=list(settings.secret_keys[1:]),  # rotation: old cookies still read
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         WTF_CSRF_TIME_LIMIT=settings.form_max_age,
         SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
@@ -40,7 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         RATELIMIT_SWALLOW_ERRORS=True,
     )
     app.extensions["mailer.settings"] = settings
-    db.init_app(app, settings.database_url)
+    db.init_app(app, settings.database_url, {suppression.INFO_KEY: suppression.keys_for(settings)})
 
     from mailer import events, jobs
     from mailer.sending import mailroom

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,6 +11,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from mailer import console_sessions
 from mailer.errors import MailerError
 from mailer.models import AdminRole, AdminUser, AuditEntry
 
@@ -20,6 +20,8 @@ from mailer.models import AdminRole, AdminUser, AuditEntry
 HASHER = PasswordHasher()
 MIN_PASSWORD, MAX_PASSWORD = 12, 1024  # the upper bound keeps hashing a request cheap
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
+# An address anywhere in a text: its local part is what names a person.
+ADDRESS_IN_TEXT = re.compile(r"[^\s@<>\"'(),;:]+@(?=[^\s@<>]+\.[^\s@<>]+)")
 # Hashed once: a login for an unknown address verifies against it, so it costs
 # as long as a wrong password and the timing does not tell which accounts exist.
 _DUMMY_HASH = HASHER.hash("not a password of anybody's")
@@ -39,8 +41,7 @@ class Account:
     active: bool
     created_at: datetime
     last_login_at: datetime | None
-    # Changes with the password: a session made before a password change ends.
-    session_key: str
+    two_factor: bool  # TOTP sign-in is on (mailer.two_factor)
 
     @property
     def is_admin(self) -> bool:
@@ -55,7 +56,7 @@ def _account(user: AdminUser) -> Account:
         active=user.active,
         created_at=user.created_at,
         last_login_at=user.last_login_at,
-        session_key=hashlib.sha256(user.password_hash.encode()).hexdigest()[:16],
+        two_factor=user.totp_enabled_at is not None,
     )
 
 
@@ -107,9 +108,9 @@ def authenticate(session: Session, email: str, password: str, now: datetime) -> 
     user = session.scalar(
         select(AdminUser).where(AdminUser.email == email, AdminUser.active.is_(True))
     )
-    if len(password) > MAX_PASSWORD or not _verified(user, password):
+    # _verified hashes for an unknown address too: the time tells no one which accounts exist.
+    if len(password) > MAX_PASSWORD or not _verified(user, password) or user is None:
         return None
-    assert user is not None
     if HASHER.check_needs_rehash(user.password_hash):
         user.password_hash = HASHER.hash(password)  # the parameters were raised since
     user.last_login_at = now
@@ -124,9 +125,10 @@ def password_matches(session: Session, email: str, password: str) -> bool:
 
 
 def set_password(session: Session, admin_id: int, password: str) -> None:
-    """Replace the password; sessions made with the old one end at their next request."""
+    """Replace the password; every session of the account ends at once."""
     user = _get(session, admin_id)
     user.password_hash = HASHER.hash(check_password_rules(password))
+    console_sessions.end_all(session, admin_id)
     session.flush()
 
 
@@ -171,6 +173,8 @@ def set_active(session: Session, admin_id: int, *, active: bool) -> Account:
     if not active and user.active and last_admin:
         raise InvalidAccount("the last active admin cannot be deactivated")
     user.active = active
+    if not active:
+        console_sessions.end_all(session, admin_id)
     session.flush()
     return _account(user)
 
@@ -188,8 +192,11 @@ def audit(
     *,
     now: datetime,
 ) -> None:
-    """Record one action. `actor` is the account, or a name for who has none ("cli", an
-    address typed into a failed login)."""
+    """Record one action. `actor` is the account, or a name for who has none ("cli").
+
+    The log outlives every erasure, so it names subscribers by id, and any
+    address in `detail` (a relay's answer, a typed search) loses its local part.
+    """
     session.add(
         AuditEntry(
             at=now,
@@ -197,10 +204,28 @@ def audit(
             actor=(actor.email if isinstance(actor, Account) else actor)[:320],
             action=action[:60],
             target=target[:200],
-            detail=detail[:2000],
+            detail=without_addresses(detail)[:2000],
         )
     )
     session.flush()
+
+
+def without_addresses(text: str) -> str:
+    """`text` with every address's local part cut: "to ann@example.org" -> "to …@example.org"."""
+    return ADDRESS_IN_TEXT.sub("…@", text)
+
+
+def known_account(session: Session, typed: str) -> str:
+    """What a failed login is audited as: the account it names, never whatever was typed.
+
+    A typed name may be a stranger's address, or a password typed into the wrong field.
+    """
+    try:
+        email = normalise_email(typed)
+    except InvalidAccount:
+        return "(not an account)"
+    found = session.scalar(select(AdminUser.email).where(AdminUser.email == email))
+    return found or "(not an account)"
 
 
 @dataclass(frozen=True, slots=True)

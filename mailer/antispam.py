@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from mailer.errors import CaptchaUnavailable
 from mailer.models import MailKind, Suppression, TransactionalMail
-from mailer.suppression import LIFTED_BY_OPT_IN, address_hash
+from mailer.suppression import LIFTED_BY_OPT_IN, address_hashes
 
 # No address gets more than one confirmation-type mail an hour, three a day,
 # whatever the source: 20 signups for a victim's address from 20 IPs make one mail.
@@ -49,17 +50,19 @@ class Verdict:
         return self.reason is not None
 
 
-def _stamp_serializer(secret_key: str) -> URLSafeSerializer:
-    return URLSafeSerializer(secret_key, salt="mailer.form-stamp")
+def _stamp_serializer(secret_key: str | Sequence[str]) -> URLSafeSerializer:
+    # Newest key first (Settings.secret_keys); itsdangerous signs with the last of its list.
+    keys = [secret_key] if isinstance(secret_key, str) else list(reversed(secret_key))
+    return URLSafeSerializer(keys, salt="mailer.form-stamp")
 
 
-def make_stamp(secret_key: str, *, now: datetime) -> str:
+def make_stamp(secret_key: str | Sequence[str], *, now: datetime) -> str:
     """A signed record of when the form was shown, for the hidden `stamp` field."""
     return _stamp_serializer(secret_key).dumps(round(now.timestamp(), 3))
 
 
 def check_form(
-    secret_key: str,
+    secret_key: str | Sequence[str],
     *,
     honeypot: str,
     stamp: str,
@@ -97,10 +100,11 @@ def _address_limits_query():
     return select(
         select(Suppression.reason)
         .where(
-            Suppression.email_hash == bindparam("email_hash"),
+            Suppression.email_hash.in_(bindparam("email_hashes", expanding=True)),
             # Whoever unsubscribed or was erased may come back through the form.
             Suppression.reason.not_in(sorted(LIFTED_BY_OPT_IN)),
         )
+        .limit(1)
         .scalar_subquery(),
         mails.where(TransactionalMail.created_at > bindparam("hour_ago")).scalar_subquery(),
         mails.where(TransactionalMail.created_at > bindparam("day_ago")).scalar_subquery(),
@@ -116,7 +120,7 @@ def check_address_limits(session: Session, email: str, *, now: datetime) -> Verd
         ADDRESS_LIMITS,
         {
             "email": email,
-            "email_hash": address_hash(email),
+            "email_hashes": address_hashes(session, email),
             "hour_ago": now - timedelta(hours=1),
             "day_ago": now - timedelta(days=1),
         },
@@ -144,9 +148,13 @@ def verify_captcha(
     if not response:
         return Verdict("captcha not solved")
     body = urllib.parse.urlencode({"secret": secret, "response": response, "remoteip": remote_ip})
-    request = urllib.request.Request(url or CAPTCHA_VERIFY_URLS[provider], data=body.encode())
+    request = urllib.request.Request(  # noqa: S310 - see urlopen below
+        url or CAPTCHA_VERIFY_URLS[provider], data=body.encode()
+    )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
+        # The provider's fixed https URL, or MAILER_CAPTCHA_VERIFY_URL, which the
+        # settings only take as http(s): no file:// or other scheme reaches this.
+        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
             result = json.load(answer)
     except (OSError, ValueError) as error:
         raise CaptchaUnavailable(f"{provider} siteverify failed: {error}") from error

@@ -193,6 +193,7 @@ def _owed(
                 Notice.created_at >= min(since.values()),
                 Notice.created_at < cutoff,
                 (Notice.kind != NoticeKind.WEBINAR) | (Notice.starts_at >= cutoff),
+                Notice.held_for_review.is_(False),  # from a reviewed feed, not yet approved
             )
             .order_by(Notice.created_at, Notice.id)
         )
@@ -359,7 +360,9 @@ def plan_published(session: Session, schedule: Schedule, *, now: datetime) -> li
     if state.paused:
         return []
     cursor = max((_utc(t) for t in (state.published_until, state.notices_since) if t), default=None)
-    query = select(Notice.created_at).where(Notice.created_at < now)
+    query = select(Notice.created_at).where(
+        Notice.created_at < now, Notice.held_for_review.is_(False)
+    )
     if cursor is not None:
         query = query.where(Notice.created_at >= cursor)
     opened = session.scalar(query.order_by(Notice.created_at).limit(1))
@@ -370,7 +373,11 @@ def plan_published(session: Session, schedule: Schedule, *, now: datetime) -> li
         notice
         for notice in session.execute(
             select(Notice.kind, Notice.title, Notice.published_at, Notice.created_at)
-            .where(Notice.created_at >= start, Notice.created_at < now)
+            .where(
+                Notice.created_at >= start,
+                Notice.created_at < now,
+                Notice.held_for_review.is_(False),
+            )
             .order_by(Notice.created_at, Notice.id)
         )
         if _news(notice)
@@ -493,11 +500,13 @@ def plan_reminders(session: Session, schedule: Schedule, *, now: datetime) -> li
             Notice.kind == NoticeKind.WEBINAR,
             Notice.starts_at > now,
             Notice.starts_at <= now + schedule.reminder_before,
+            Notice.held_for_review.is_(False),
         )
     ).all()
     started: list[int] = []
     for notice in webinars:
-        assert notice.starts_at is not None
+        if notice.starts_at is None:  # excluded by the query; narrows the type
+            continue
         slot = f"reminder:{notice.id}"
         announced_late = _utc(notice.created_at) > _utc(notice.starts_at) - schedule.reminder_before
         if announced_late or session.scalar(select(Campaign.id).where(Campaign.slot == slot)):

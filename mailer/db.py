@@ -28,11 +28,16 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def init_app(app: Flask, url: str) -> None:
-    """Bind an engine and a sessionmaker to `app`, and close sessions at teardown."""
+def init_app(app: Flask, url: str, info: dict[str, Any] | None = None) -> None:
+    """Bind an engine and a sessionmaker to `app`, and close sessions at teardown.
+
+    `info` lands in every session's `info` (the suppression keys, see mailer.suppression).
+    """
     engine = make_engine(url)
     app.extensions["mailer.engine"] = engine
-    app.extensions["mailer.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
+    app.extensions["mailer.sessionmaker"] = sessionmaker(
+        engine, expire_on_commit=False, info=info or {}
+    )
     app.teardown_appcontext(_close_session)
 
 

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from mailer import redact
+
 VAR = Path("var")
 HOST, PORT = os.environ.get("MAILER_HOST", "127.0.0.1"), os.environ.get("PORT", "8000")
 ADMIN_EMAIL = "admin@localhost"
@@ -101,8 +103,20 @@ def _login_lines(base_url: str, password: str | None) -> str:
     )
 
 
+def _mail_line(smtp_url: str) -> str:
+    # A relay's URL may carry its password: printed without it.
+    if smtp_url.startswith("outbox:"):
+        return f"  mail lands in: {smtp_url.removeprefix('outbox:')}/ (one .eml a message)\n"
+    return f"  mail goes to:  {redact.url(smtp_url)}\n"
+
+
 def _processes(env: dict[str, str]) -> dict[str, list[str]]:
     bin_dir = Path(sys.executable).parent
+
+    def celery_worker(queues: str, *options: str) -> list[str]:
+        celery = [str(bin_dir / "celery"), "-A", "worker.app", "worker"]
+        return [*celery, "--loglevel", "INFO", "--queues", queues, *options]
+
     return {
         "web": [
             str(bin_dir / "gunicorn"),
@@ -114,35 +128,18 @@ def _processes(env: dict[str, str]) -> dict[str, list[str]]:
             "4",
             "--access-logfile",
             "-",
+            "--logger-class",
+            "mailer.access_log.TokenSafeLogger",  # no link tokens in the access log
             "mailer:create_app()",
         ],
-        "worker": [
-            str(bin_dir / "celery"),
-            "-A",
-            "worker.app",
-            "worker",
-            "--loglevel",
-            "INFO",
-            "--queues",
-            "transactional,bulk",
-            "--concurrency",
-            "2",
-        ],
-        # Outbound webhooks on their own worker: a slow receiver holds up no mail.
-        "webhooks": [
-            str(bin_dir / "celery"),
-            "-A",
-            "worker.app",
-            "worker",
-            "--loglevel",
-            "INFO",
-            "--queues",
-            "webhooks",
-            "--concurrency",
-            "1",
-            "--hostname",
-            "webhooks@%h",
-        ],
+        "worker": celery_worker("transactional,bulk", "--concurrency", "2"),
+        # Feeds and the bounce mailbox on a worker of their own: a slow feed
+        # never holds up a confirmation mail (the Procfile's housekeeping line).
+        "housekeeping": celery_worker(
+            "housekeeping", "--concurrency", "1", "--hostname", "housekeeping@%h"
+        ),
+        # Outbound webhooks too: a slow or dead receiver holds up no mail.
+        "webhooks": celery_worker("webhooks", "--concurrency", "1", "--hostname", "webhooks@%h"),
         "beat": [
             str(bin_dir / "celery"),
             "-A",
@@ -175,12 +172,17 @@ def main() -> int:
     metrics_dir = Path(env["PROMETHEUS_MULTIPROC_DIR"])
     if len(sys.argv) > 1:  # any `mailer` command against this setup, e.g. `admin create EMAIL`
         metrics_dir.mkdir(parents=True, exist_ok=True)
-        return subprocess.call([sys.executable, "-m", "mailer.cli", *sys.argv[1:]], env=env)
+        # Our own interpreter and module; the arguments are the developer's own, no shell.
+        return subprocess.call([sys.executable, "-m", "mailer.cli", *sys.argv[1:]], env=env)  # noqa: S603
     shutil.rmtree(metrics_dir, ignore_errors=True)  # counts of processes that are gone
     metrics_dir.mkdir(parents=True)
     subprocess.run([sys.executable, "-m", "mailer.cli", "db", "upgrade"], env=env, check=True)
     password = _first_admin(env)
-    children = {name: subprocess.Popen(argv, env=env) for name, argv in _processes(env).items()}
+    # The venv's own gunicorn and celery with fixed arguments (_processes), no shell.
+    children = {
+        name: subprocess.Popen(argv, env=env)  # noqa: S603
+        for name, argv in _processes(env).items()
+    }
     stopping = False
 
     def on_signal(_signum: int, _frame: object) -> None:
@@ -194,12 +196,12 @@ def main() -> int:
         f"\n  mailer is running: {env['MAILER_BASE_URL']}/\n"
         f"  signup page:   {env['MAILER_BASE_URL']}/\n"
         f"  embeddable:    {env['MAILER_BASE_URL']}/embed\n"
-        f"  mail lands in: {env['MAILER_SMTP_URL'].removeprefix('outbox:')}/ (one .eml a message)\n"
+        f"{_mail_line(env['MAILER_SMTP_URL'])}"
         f"  health:        {env['MAILER_BASE_URL']}/healthz\n"
         f"  API described: {env['MAILER_BASE_URL']}/api/openapi.json\n"
         f"  metrics:       {env['MAILER_BASE_URL']}/metrics (Prometheus, from this machine)\n"
         f"{_login_lines(env['MAILER_BASE_URL'], password)}"
-        "  Press Ctrl-C to stop web, worker and scheduler.\n",
+        "  Press Ctrl-C to stop web, workers and scheduler.\n",
         flush=True,
     )
     exit_code = 0

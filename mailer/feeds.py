@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import calendar
-import http.client
 import io
 import logging
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,16 +17,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import DataError, IntegrityError, NoResultFound
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailer import notices
+from mailer import notices, redact, safe_http
 from mailer.errors import InvalidFeed, InvalidNotice
 from mailer.models import Feed, NoticeKind
 
 log = logging.getLogger("mailer.feeds")
 
-# Constants, not settings: no site needs other bounds, and every feed shares the worker.
-FETCH_TIMEOUT = 10.0  # seconds for the whole download, not only for each read
-MAX_FEED_BYTES = 5 * 1024 * 1024
-USER_AGENT = "mailer-feed-poller/0.1"
 ACCEPT = (
     "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"
 )
@@ -62,8 +54,12 @@ def _is_http(url: str) -> bool:
     return parts.scheme in {"http", "https"} and bool(parts.netloc) and len(url) <= MAX_URL
 
 
-def add_feed(session: Session, *, url: str, kind: str, now: datetime) -> int:
-    """Store a feed to poll for notices of `kind`; return its id. Raises InvalidFeed."""
+def add_feed(session: Session, *, url: str, kind: str, now: datetime, review: bool = False) -> int:
+    """Store a feed to poll for notices of `kind`; return its id. Raises InvalidFeed.
+
+    With `review` (always so for a plain-http feed, which anyone on the way can
+    rewrite) its notices wait for approval before any automatic send.
+    """
     url = url.strip()
     if not _is_http(url) or any(char.isspace() for char in url):
         raise InvalidFeed(f"url must be an http(s) URL, not {url[:80]!r}")
@@ -72,56 +68,26 @@ def add_feed(session: Session, *, url: str, kind: str, now: datetime) -> int:
     existing = session.scalar(select(Feed.id).where(Feed.url == url))
     if existing is not None:
         raise InvalidFeed(f"{url} is already feed {existing}")
-    feed = Feed(url=url, kind=kind, created_at=now)
+    feed = Feed(url=url, kind=kind, created_at=now, review=review)
     session.add(feed)
     session.flush()
     return feed.id
 
 
-def _opener() -> urllib.request.OpenerDirector:
-    # urlopen's default opener also reads file:// and ftp:// URLs, and follows
-    # redirects to them; a feed is fetched over HTTP(S) only.
-    opener = urllib.request.OpenerDirector()
-    for handler in (
-        urllib.request.ProxyHandler(),
-        urllib.request.UnknownHandler(),
-        urllib.request.HTTPHandler(),
-        urllib.request.HTTPSHandler(),
-        urllib.request.HTTPRedirectHandler(),
-        urllib.request.HTTPDefaultErrorHandler(),
-        urllib.request.HTTPErrorProcessor(),
-    ):
-        opener.add_handler(handler)
-    return opener
+def fetch(url: str, policy: safe_http.Policy) -> Document:
+    """Download a feed under `policy` (no internal addresses, one deadline, a size cap).
 
-
-def fetch(url: str) -> Document:
-    """Download a feed within FETCH_TIMEOUT and MAX_FEED_BYTES. Raises FeedUnavailable.
-
-    The socket timeout bounds each read only: a server that drips a byte at a
-    time is cut off by the deadline checked between reads.
+    Raises FeedUnavailable with words fit for the console; what exactly went
+    wrong (an address, a refused port) goes to the log only.
     """
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept": ACCEPT})
-    deadline = time.monotonic() + FETCH_TIMEOUT
     try:
-        with _opener().open(request, timeout=FETCH_TIMEOUT) as response:
-            chunks: list[bytes] = []
-            size = 0
-            while chunk := response.read(64 * 1024):
-                size += len(chunk)
-                if size > MAX_FEED_BYTES:
-                    raise FeedUnavailable(f"larger than {MAX_FEED_BYTES // 2**20} MB")
-                if time.monotonic() > deadline:
-                    raise FeedUnavailable(f"took longer than {FETCH_TIMEOUT:g} s")
-                chunks.append(chunk)
-            return Document(b"".join(chunks), response.headers.get("Content-Type", ""))
-    except urllib.error.HTTPError as error:
-        error.close()
-        raise FeedUnavailable(f"HTTP {error.code} {error.reason}") from None
-    except urllib.error.URLError as error:
-        raise FeedUnavailable(f"unreachable: {error.reason}") from None
-    except (OSError, http.client.HTTPException, ValueError) as error:
-        raise FeedUnavailable(f"unreachable: {error!r}") from None
+        response = safe_http.fetch(url, policy, headers={"Accept": ACCEPT})
+    except safe_http.FetchError as error:
+        log.warning("feed %s: %s", redact.url(url), error.detail)
+        raise FeedUnavailable(error.public) from None
+    if response.status >= 400:
+        raise FeedUnavailable(f"HTTP {response.status}")
+    return Document(response.body, response.headers.get("Content-Type", ""))
 
 
 def _parse(document: Document) -> Any:
@@ -253,6 +219,36 @@ def _draft(entry: Any, kind: str, base: str) -> notices.NoticeDraft:
     )
 
 
+def needs_review(feed: Feed) -> bool:
+    """Whether the feed's notices wait for approval: marked so, or fetched without TLS."""
+    return feed.review or urlsplit(feed.url).scheme == "http"
+
+
+def set_feed(
+    session: Session, feed_id: int, *, enabled: bool | None = None, review: bool | None = None
+) -> Feed:
+    """Switch a feed's polling or its review on or off. Raises InvalidFeed."""
+    feed = session.get(Feed, feed_id)
+    if feed is None:
+        raise InvalidFeed(f"there is no feed {feed_id}")
+    if enabled is not None:
+        feed.enabled = enabled
+    if review is not None:
+        feed.review = review
+    session.flush()
+    return feed
+
+
+def delete_feed(session: Session, feed_id: int) -> str:
+    """Remove a feed (its notices stay); return its URL. Raises InvalidFeed."""
+    feed = session.get(Feed, feed_id)
+    if feed is None:
+        raise InvalidFeed(f"there is no feed {feed_id}")
+    session.delete(feed)
+    session.flush()
+    return feed.url
+
+
 def record_failure(session: Session, feed_id: int, error: str, *, now: datetime) -> PollResult:
     """Note on the feed row that this poll failed, and why."""
     feed = session.get_one(Feed, feed_id)
@@ -291,7 +287,9 @@ def import_document(
         known.add(draft.guid or "")
         try:
             with session.begin_nested():
-                notices.create_notice(session, draft, source="feed", now=now)
+                notices.create_notice(
+                    session, draft, source="feed", now=now, held=needs_review(feed)
+                )
         except IntegrityError:
             continue  # another poll imported it a moment ago
         except (InvalidNotice, DataError) as problem:
@@ -323,11 +321,15 @@ def _store(
 
 
 def _poll_one(
-    factory: sessionmaker[Session], feed_id: int, url: str, clock: Callable[[], datetime]
+    factory: sessionmaker[Session],
+    feed_id: int,
+    url: str,
+    policy: safe_http.Policy,
+    clock: Callable[[], datetime],
 ) -> PollResult:
     outcome: Document | FeedUnavailable
     try:
-        outcome = fetch(url)
+        outcome = fetch(url, policy)
     except FeedUnavailable as failure:
         outcome = failure
     try:
@@ -339,19 +341,23 @@ def _poll_one(
         problem = FeedUnavailable(f"import failed: {error!r}"[:500])
         result = _store(factory, feed_id, problem, now=clock())
     if result.error:
-        log.warning("feed %s (%s): %s", feed_id, url, result.error)
+        log.warning("feed %s (%s): %s", feed_id, redact.url(url), result.error)
     else:
         log.info("feed %s: %s imported, %s skipped", feed_id, result.imported, result.skipped)
     return result
 
 
-def poll_all(factory: sessionmaker[Session], *, clock: Callable[[], datetime]) -> list[PollResult]:
-    """Poll every feed and import new entries; a broken feed is recorded, never raised.
+def poll_all(
+    factory: sessionmaker[Session], policy: safe_http.Policy, *, clock: Callable[[], datetime]
+) -> list[PollResult]:
+    """Poll every enabled feed and import new entries; a broken feed is recorded, never raised.
 
     Takes a sessionmaker because each feed is its own transaction, and each
     download happens outside any: a slow or broken feed holds nothing open
     and undoes nothing for the others.
     """
     with factory() as session:
-        targets = session.execute(select(Feed.id, Feed.url).order_by(Feed.id)).all()
-    return [_poll_one(factory, feed_id, url, clock) for feed_id, url in targets]
+        targets = session.execute(
+            select(Feed.id, Feed.url).where(Feed.enabled.is_(True)).order_by(Feed.id)
+        ).all()
+    return [_poll_one(factory, feed_id, url, policy, clock) for feed_id, url in targets]

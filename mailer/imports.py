@@ -255,7 +255,9 @@ def _check_row(row: CsvRow, default_topics: Sequence[str]) -> _Candidate | RowOu
 
 def _suppressed(session: Session, emails: Sequence[str]) -> dict[str, str]:
     """Why each listed address is suppressed, in one query (the lookup of reason_for, by hash)."""
-    by_hash = {suppression.address_hash(email): email for email in emails}
+    by_hash = {
+        digest: email for email in emails for digest in suppression.address_hashes(session, email)
+    }
     if not by_hash:
         return {}
     rows = session.execute(

@@ -27,17 +27,24 @@ SEND_BATCH = "mailer.send_batch"
 SEND_TEST = "mailer.send_test"
 POLL_FEEDS = "mailer.poll_feeds"
 PROCESS_BOUNCES = "mailer.process_bounces"
+PURGE_UNCONFIRMED = "mailer.purge_unconfirmed"
 DELIVER_WEBHOOK = "mailer.deliver_webhook"
+REQUEUE_WEBHOOKS = "mailer.requeue_webhooks"
 # How many send_batch chains a campaign runs at once: enough to keep every
 # worker process busy; the shared token bucket keeps the total rate.
 CAMPAIGN_PARALLELISM = 4
-# Confirmation mail must not wait behind a campaign or a slow feed.
+# Confirmation mail must not wait behind a campaign, a slow feed or a full
+# bounce mailbox: each kind of work has its own queue, and the Procfile a
+# worker of its own for housekeeping, and one for outbound webhooks (a slow
+# receiver must hold up nothing else).
+QUEUES = ("transactional", "bulk", "housekeeping", "webhooks")
 ROUTES = {
     SEND_BATCH: {"queue": "bulk"},
-    POLL_FEEDS: {"queue": "bulk"},
-    PROCESS_BOUNCES: {"queue": "bulk"},
-    # Their own queue and worker: a slow receiver must hold up no confirmation mail.
+    POLL_FEEDS: {"queue": "housekeeping"},
+    PROCESS_BOUNCES: {"queue": "housekeeping"},
+    PURGE_UNCONFIRMED: {"queue": "housekeeping"},
     DELIVER_WEBHOOK: {"queue": "webhooks"},
+    REQUEUE_WEBHOOKS: {"queue": "webhooks"},
 }
 BROKER_DOWN = (OperationalError, ConnectionError, OSError)
 
@@ -67,6 +74,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "task_default_queue": "transactional",
         "task_routes": ROUTES,
+        # A backstop for any task without limits of its own (each in worker.tasks has them).
+        "task_soft_time_limit": 600,
+        "task_time_limit": 660,
         "task_publish_retry_policy": {
             "max_retries": 3,
             "interval_start": 0.2,

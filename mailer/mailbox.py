@@ -18,6 +18,7 @@ next time, and a report applied twice changes nothing more.
 from __future__ import annotations
 
 import contextlib
+import functools
 import imaplib
 import logging
 import mailbox as stdlib_mailbox
@@ -34,6 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailer import bounces
 from mailer.errors import MailerError
+from mailer.tokens import Keys
 
 log = logging.getLogger("mailer.mailbox")
 
@@ -133,18 +135,35 @@ class ImapMailbox:
         folder = unquote(parts.path.lstrip("/")) or "INBOX"
         self.where = f"{parts.scheme}://{host}:{port}/{folder}"  # no password in messages
         if connect is None:
-            connect = imaplib.IMAP4_SSL if secure else imaplib.IMAP4
+            # imaplib's own default context checks no certificate: ours does.
+            connect = (
+                functools.partial(imaplib.IMAP4_SSL, ssl_context=ssl.create_default_context())
+                if secure
+                else imaplib.IMAP4
+            )
         try:
             self.connection = connect(host, port, timeout=timeout)
-            if not secure and "STARTTLS" in getattr(self.connection, "capabilities", ()):
-                self.connection.starttls(ssl_context=ssl.create_default_context())
+            if not secure:
+                self._start_tls()
             self.connection.login(unquote(parts.username or ""), unquote(parts.password or ""))
             status, detail = self.connection.select(_quoted(folder))
         except (imaplib.IMAP4.error, OSError) as error:
+            if hasattr(self, "connection"):  # connected, then refused: hang up
+                self.close()
             raise MailboxUnavailable(f"{self.where}: {error}") from None
         if status != "OK":
             self.close()
             raise MailboxUnavailable(f"{self.where}: cannot select the folder: {detail!r}")
+
+    def _start_tls(self) -> None:
+        """imap:// means STARTTLS, or no login at all: the password never travels in clear."""
+        if "STARTTLS" not in getattr(self.connection, "capabilities", ()):
+            self.close()
+            raise MailboxUnavailable(
+                f"{self.where}: the server offers no STARTTLS, so the password is not sent "
+                "(use imaps://, or a server that offers STARTTLS)"
+            )
+        self.connection.starttls(ssl_context=ssl.create_default_context())
 
     def unread(self, limit: int) -> Iterator[tuple[str, bytes]]:
         try:
@@ -198,7 +217,7 @@ def process_mailbox(
     box: Mailbox,
     factory: sessionmaker[Session],
     *,
-    secret_key: str,
+    secret_key: Keys,
     clock: Callable[[], datetime],
     limit: int = MAX_PER_RUN,
     seconds: float = SECONDS_PER_RUN,
@@ -228,7 +247,7 @@ def process(
     url: str,
     factory: sessionmaker[Session],
     *,
-    secret_key: str,
+    secret_key: Keys,
     clock: Callable[[], datetime],
     imap_connect: Callable[..., Any] | None = None,
 ) -> Counter[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import datetime
 
 from sqlalchemy import (
@@ -57,12 +58,18 @@ class MailKind(enum.StrEnum):
     WELCOME = "welcome"
     ADDRESS_CHANGE = "address_change"  # confirm a new address from the preferences page
     PREFERENCES_LINK = "preferences_link"  # "email me a link" from the site
+    ADDRESS_CHANGED = "address_changed"  # to the old address, with a link to undo the move
 
 
 class MailStatus(enum.StrEnum):
     QUEUED = "queued"
     SENT = "sent"
     FAILED = "failed"
+
+
+def new_token_key() -> str:
+    """A row's random token key: what its link tokens are bound to (see mailer.tokens)."""
+    return secrets.token_hex(16)
 
 
 def _enum(kind: type[enum.StrEnum]) -> String:
@@ -93,6 +100,9 @@ class Subscriber(Base):
     )
     # Soft bounces in a row; the third suppresses the address, a delivered mail resets it.
     soft_bounces: Mapped[int] = mapped_column(default=0)
+    # Every link token naming this subscriber is bound to it; a new key (erase,
+    # new address, "forget my links") voids them all. "" for rows from before 0010.
+    token_key: Mapped[str] = mapped_column(String(32), default=new_token_key)
 
     topics: Mapped[list[SubscriberTopic]] = relationship(cascade="all, delete-orphan")
 
@@ -155,6 +165,8 @@ class Consent(Base):
     frequency: Mapped[str] = mapped_column(_enum(Frequency), default=Frequency.PUBLISHED)
     confirmed_at: Mapped[datetime | None]
     confirmed_ip: Mapped[str | None] = mapped_column(String(45))
+    # The confirm and "this wasn't me" links are bound to this very request.
+    token_key: Mapped[str] = mapped_column(String(32), default=new_token_key)
 
     @property
     def topic_list(self) -> list[str]:
@@ -212,9 +224,9 @@ class Suppression(Base):
     __tablename__ = "suppression"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    # NULL once erased: then only the SHA-256 of the address remains.
+    # NULL once erased: then only the keyed hash of the address remains.
     email: Mapped[str | None] = mapped_column(String(320), unique=True)
-    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)  # suppression.address_hash
     reason: Mapped[str] = mapped_column(_enum(SuppressionReason))
     created_at: Mapped[datetime]
 
@@ -245,6 +257,8 @@ class Notice(Base):
     source: Mapped[str] = mapped_column(String(20))  # admin, cli, api, feed
     guid: Mapped[str | None] = mapped_column(String(2048), unique=True)  # feed entry id
     created_at: Mapped[datetime]
+    # From a plain-http feed or one marked "review": no automatic send until approved.
+    held_for_review: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
 
 
 class CampaignStatus(enum.StrEnum):
@@ -421,6 +435,9 @@ class Feed(Base):
     last_polled_at: Mapped[datetime | None]
     last_error: Mapped[str] = mapped_column(Text, default="")
     imported_count: Mapped[int] = mapped_column(default=0)
+    enabled: Mapped[bool] = mapped_column(default=True, server_default=text("true"))
+    # Its notices wait for approval before any automatic send (always so for http://).
+    review: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
 
 
 class AdminRole(enum.StrEnum):
@@ -440,6 +457,53 @@ class AdminUser(Base):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime]
     last_login_at: Mapped[datetime | None]
+    # Two-factor sign-in (RFC 6238): the secret, encrypted under the secret key
+    # (mailer.two_factor); on once totp_enabled_at is set. The last time step
+    # used refuses the same code twice.
+    totp_secret: Mapped[str | None] = mapped_column(Text)
+    totp_enabled_at: Mapped[datetime | None]
+    totp_last_step: Mapped[int | None]
+
+
+class AdminSession(Base):
+    """One signed-in console session: the cookie holds a random token, this row its hash.
+
+    Deleting the row ends the session at once (logout, password change, deactivation).
+    """
+
+    __tablename__ = "admin_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    admin_id: Mapped[int] = mapped_column(
+        ForeignKey("admin_user.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+
+
+class RecoveryCode(Base):
+    """A one-time code that stands in for the authenticator app; only its argon2 hash is kept."""
+
+    __tablename__ = "recovery_code"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    admin_id: Mapped[int] = mapped_column(
+        ForeignKey("admin_user.id", ondelete="CASCADE"), index=True
+    )
+    code_hash: Mapped[str] = mapped_column(String(200))
+    used_at: Mapped[datetime | None]
+
+
+class LoginFailure(Base):
+    """Failed console logins of one (account name, client IP) pair: what slows that pair down."""
+
+    __tablename__ = "login_failure"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pair: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 of name and IP
+    failures: Mapped[int] = mapped_column(default=0)
+    last_failed_at: Mapped[datetime]
 
 
 class AuditEntry(Base):

@@ -88,8 +88,14 @@ def check(draft: NoticeDraft) -> NoticeDraft:
     )
 
 
-def create_notice(session: Session, draft: NoticeDraft, *, source: str, now: datetime) -> int:
-    """Check and store a notice; return its id. Raises InvalidNotice."""
+def create_notice(
+    session: Session, draft: NoticeDraft, *, source: str, now: datetime, held: bool = False
+) -> int:
+    """Check and store a notice; return its id. Raises InvalidNotice.
+
+    A `held` notice (from a plain-http feed, or one marked "review") goes into
+    no automatic send until someone approves it.
+    """
     draft = check(draft)
     notice = Notice(
         kind=draft.kind,
@@ -105,10 +111,27 @@ def create_notice(session: Session, draft: NoticeDraft, *, source: str, now: dat
         source=source,
         guid=draft.guid,
         created_at=now,
+        held_for_review=held,
     )
     session.add(notice)
     session.flush()
     return notice.id
+
+
+def approve_notice(session: Session, notice_id: int, *, now: datetime) -> bool:
+    """Release a held notice to automatic sends; False when it was not held.
+
+    It counts as received now: automatic sends take notices by when they
+    arrived, and the windows it arrived in may have closed meanwhile.
+    """
+    notice = session.get(Notice, notice_id, with_for_update=True)
+    if notice is None:
+        raise InvalidNotice(f"no notice with id {notice_id}")
+    if not notice.held_for_review:
+        return False
+    notice.held_for_review, notice.created_at = False, now
+    session.flush()
+    return True
 
 
 def known_guids(session: Session, guids: list[str]) -> set[str]:

@@ -10,7 +10,7 @@ from zoneinfo import available_timezones
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailer import antispam, events, suppression
+from mailer import antispam, events, suppression, token_rows
 from mailer.errors import AddressChangeRefused, InvalidToken
 from mailer.models import (
     Frequency,
@@ -74,24 +74,74 @@ def request_address_change(
 
 def confirm_address_change(
     session: Session, subscriber_id: int, new_email: str, *, now: datetime
-) -> bool:
-    """Move the subscription to `new_email` (proven by the link mailed there); False if done."""
+) -> int | None:
+    """Move the subscription to `new_email` (proven by the link mailed there).
+
+    Every link minted for the subscriber stops working (a new token key), and
+    the old address is told, with a link to undo the move: whoever got hold of
+    a preferences link cannot quietly take a subscription away. Returns that
+    notice's mail id to send after commit; None for a replayed link.
+    """
     subscriber = _subscriber(session, subscriber_id, lock=True)
     if subscriber.email == new_email:
-        return False  # a replayed link
-    taken = session.scalar(select(Subscriber.id).where(Subscriber.email == new_email))
+        return None  # a replayed link
+    old_email = subscriber.email
+    _move(session, subscriber, new_email)
+    events.record_subscriber(session, events.SUBSCRIBER_UPDATED, subscriber, now=now)
+    return queue_mail(
+        session,
+        subscriber_id=subscriber.id,
+        email=old_email,
+        kind=MailKind.ADDRESS_CHANGED,
+        now=now,
+    )
+
+
+def _move(session: Session, subscriber: Subscriber, email: str) -> None:
+    """Put the subscription on `email`, with a new token key: every earlier link is void.
+
+    Refused for an address that has its own subscription or must not be mailed.
+    """
+    taken = session.scalar(select(Subscriber.id).where(Subscriber.email == email))
     if taken is not None:
         raise AddressChangeRefused(
             "That address has a subscription of its own: unsubscribe it first, or keep this one."
         )
-    if suppression.reason_for(session, new_email) not in (None, *suppression.LIFTED_BY_OPT_IN):
+    if suppression.reason_for(session, email) not in (None, *suppression.LIFTED_BY_OPT_IN):
         raise AddressChangeRefused("We cannot send to that address (it bounced or complained).")
-    suppression.lift(session, new_email)
-    subscriber.email = new_email
+    suppression.lift(session, email)
+    subscriber.email = email
     subscriber.soft_bounces = 0
+    token_rows.rotate_key(subscriber)
     session.flush()
+
+
+def undo_address_change(
+    session: Session, subscriber_id: int, old_email: str, new_email: str, *, now: datetime
+) -> bool:
+    """Move the subscription back to `old_email` (the link mailed there after a move).
+
+    Only the latest move can be undone: once the subscription moved on, or came
+    back, the link changes nothing. Links minted since the move stop working.
+    Returns False when it is back already.
+    """
+    subscriber = _subscriber(session, subscriber_id, lock=True)
+    if subscriber.email == old_email:
+        return False
+    if subscriber.email != new_email:
+        raise AddressChangeRefused("The subscription has moved again since; this link is spent.")
+    _move(session, subscriber, old_email)
     events.record_subscriber(session, events.SUBSCRIBER_UPDATED, subscriber, now=now)
     return True
+
+
+def forget_links(session: Session, subscriber_id: int) -> None:
+    """Revoke every link ever mailed to the subscriber (preferences, unsubscribe, ...).
+
+    The next mail carries fresh ones; "email me a link" sends one at once.
+    """
+    token_rows.rotate_key(_subscriber(session, subscriber_id, lock=True))
+    session.flush()
 
 
 def request_link(session: Session, email: str, *, now: datetime) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
@@ -130,6 +131,26 @@ def erase_subscriber(session: Session, subscriber_id: int, *, now: datetime) -> 
     suppression.forget_address(session, email, now=now)
     # Only the id: a CRM that heard of them by id erases them too (GDPR Art. 19).
     events.record(session, events.SUBSCRIBER_ERASED, {"id": subscriber_id}, now=now)
+
+
+def forget_outbox_mail(transport: object, email: str) -> int:
+    """Delete the outbox's copies of every mail that names `email`; return how many.
+
+    Only the embedded default keeps copies (`MAILER_SMTP_URL=outbox:`, shown in
+    the console's Outbox); a real relay's transport has no directory and
+    nothing is done here. A mail names the address in its envelope, its To
+    header, or its text (a change-of-address notice names both addresses).
+    """
+    directory = getattr(transport, "directory", None)
+    if not isinstance(directory, Path) or not directory.is_dir():
+        return 0
+    needle = email.lower().encode()
+    removed = 0
+    for path in directory.glob("*.eml"):
+        if needle in path.read_bytes().lower():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def find_subscriber(session: Session, email: str) -> int:

@@ -8,14 +8,18 @@ misconfigured process stops at start-up instead of failing on the first mail.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from email.headerregistry import Address
 from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
+
+from mailer import redact
 
 
 class SettingsError(Exception):
@@ -39,6 +43,18 @@ def _url(*schemes: str) -> Callable[[str], str]:
         return raw
 
     return parse
+
+
+def _database_url(raw: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    _url("sqlite", "postgresql", "postgresql+psycopg")(raw)
+    try:
+        make_url(raw)
+    except (ValueError, TypeError):
+        # SQLAlchemy's own message quotes the URL, password and all.
+        raise ValueError("is not a database URL SQLAlchemy can read (check the port)") from None
+    return raw
 
 
 def _base_url(raw: str) -> str:
@@ -114,29 +130,57 @@ def _secret(raw: str) -> str:
     return raw
 
 
-ARN = re.compile(r"^arn:aws(?:-cn|-us-gov)?:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
+# Values people paste from examples and tutorials; a key containing one is refused.
+PLACEHOLDERS = (
+    "changeme",
+    "changethis",
+    "replaceme",
+    "yoursecret",
+    "secretkeyhere",
+    "notsecret",
+    "insecure",
+    "placeholder",
+    "example",
+    "default",
+    "password",
+    "12345678",
+    "abcdefgh",
+    "qwerty",
+    "xxxxxxxx",
+)
+MIN_KEY_LENGTH = 32
+MIN_BITS_PER_CHARACTER = 3.0  # a sample of 32 random hex digits scores about 3.7
 
 
-def _topic_arns(raw: str) -> str:
-    arns = [arn.strip() for arn in raw.split(",") if arn.strip()]
-    for arn in arns:
-        if not ARN.match(arn):
-            raise ValueError(f"{arn!r} is no SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
-    return ",".join(arns)
+def _bits_per_character(value: str) -> float:
+    """The Shannon entropy of the key's own characters: low for "aaaa…" or "abab…"."""
+    counts = Counter(value)
+    return -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
 
 
-def _sendgrid_key(raw: str) -> str:
-    from mailer.bounces.providers.sendgrid import public_key
+def _strong_key(raw: str) -> str:
+    """A signing key: 32 characters or more, varied, and none of the well-known placeholders.
 
-    public_key(raw)  # raises ValueError naming what is wrong
+    A short or guessable key lets anyone mint confirmation, preferences and
+    unsubscribe links and forge console sessions.
+    """
+    folded = re.sub(r"[^a-z0-9]", "", raw.lower())
+    if len(raw) < MIN_KEY_LENGTH:
+        raise ValueError(
+            f"must be at least {MIN_KEY_LENGTH} random characters; make one with "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    if any(word in folded for word in PLACEHOLDERS):
+        raise ValueError("looks like a placeholder from an example; use a random key")
+    if _bits_per_character(raw) < MIN_BITS_PER_CHARACTER:
+        raise ValueError("repeats too few characters to be random; use a random key")
     return raw
 
 
-def _user_password(raw: str) -> str:
-    user, colon, password = raw.partition(":")
-    if not user or not colon:
-        raise ValueError("must be user:password")
-    _secret(password)
+def _old_keys(raw: str) -> str:
+    # Not checked for strength: moving off a weak key is what rotation is for.
+    if any(not key.strip() for key in raw.split(",")):
+        raise ValueError("must be one or more keys separated by commas")
     return raw
 
 
@@ -178,6 +222,31 @@ def resolver_address(raw: str) -> tuple[str, int]:
 
 def _resolver(raw: str) -> str:
     resolver_address(raw)
+
+
+ARN = re.compile(r"^arn:aws(?:-cn|-us-gov)?:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
+
+
+def _topic_arns(raw: str) -> str:
+    arns = [arn.strip() for arn in raw.split(",") if arn.strip()]
+    for arn in arns:
+        if not ARN.match(arn):
+            raise ValueError(f"{arn!r} is no SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
+    return ",".join(arns)
+
+
+def _sendgrid_key(raw: str) -> str:
+    from mailer.bounces.providers.sendgrid import public_key
+
+    public_key(raw)  # raises ValueError naming what is wrong
+    return raw
+
+
+def _user_password(raw: str) -> str:
+    user, colon, password = raw.partition(":")
+    if not user or not colon:
+        raise ValueError("must be user:password")
+    _secret(password)
     return raw
 
 
@@ -215,7 +284,7 @@ class Settings:
     check_deliverability: bool = True
     deliverability_timeout: float = 3.0
     signup_limit: str = "20/hour"
-    admin_login_limit: str = "10/minute"  # failed console logins, per client IP and per account
+    admin_login_limit: str = "10/minute"  # failed console logins per client IP, any account
     trusted_proxies: int = 0
     ratelimit_storage_url: str = ""  # empty: the broker's Redis, else in-process memory
     site_name: str = "Health Notices"
@@ -252,6 +321,12 @@ class Settings:
     sendgrid_webhook_key: str = ""  # empty: POST /webhooks/sendgrid answers 404
     mailgun_signing_key: str = ""  # empty: POST /webhooks/mailgun answers 404
     postmark_webhook_auth: str = ""  # user:password; empty: POST /webhooks/postmark answers 404
+    secret_key_old: str = ""  # earlier keys, comma-separated: still verify, never sign
+    suppression_key: str = ""  # empty: derived from the secret key (see mailer.suppression)
+    preferences_link_days: float = 30.0  # a mailed preferences link works this long
+    admin_idle_minutes: float = 30.0  # a console session unused this long ends
+    admin_session_hours: float = 12.0  # ... and any session ends this long after login
+    admin_require_2fa: bool = False  # admins must set up two-factor sign-in
     fetch_timeout: float = 10.0  # seconds for a whole feed download, redirects included
     fetch_max_bytes: int = 5 * 1024 * 1024
     fetch_allow: str = ""  # internal networks fetches may reach anyway, e.g. 10.1.2.0/24
@@ -262,6 +337,22 @@ class Settings:
     webhook_timeout: float = 10.0  # seconds for one POST to a webhook endpoint, answer included
     webhook_retry_backoff: float = 30.0  # first retry's delay; doubles, with full jitter
     webhook_retry_for: float = 86400.0  # seconds a message is retried before it is given up
+
+    def __post_init__(self) -> None:
+        # Also for Settings built in code (tests, benchmarks): no path runs on a weak key.
+        for name, check in (("secret_key", _strong_key), ("suppression_key", _strong_key)):
+            value = getattr(self, name)
+            if name == "secret_key" or value:
+                try:
+                    check(value)
+                except ValueError as error:
+                    raise SettingsError(f"{env_name(name)} is malformed: {error}") from None
+
+    @property
+    def secret_keys(self) -> tuple[str, ...]:
+        """The key that signs, then the old ones that still verify (MAILER_SECRET_KEY_OLD)."""
+        old = [key.strip() for key in self.secret_key_old.split(",") if key.strip()]
+        return (self.secret_key, *old)
 
     @property
     def sender_domain(self) -> str:
@@ -287,7 +378,7 @@ class Settings:
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for field in fields(cls):
-            name = "MAILER_" + ("FROM" if field.name == "sender" else field.name.upper())
+            name = env_name(field.name)
             raw = environ.get(name, "").strip()
             if not raw:
                 if field.default is field.default_factory:  # both MISSING: required
@@ -296,14 +387,54 @@ class Settings:
             try:
                 values[field.name] = PARSERS.get(field.name, str)(raw)
             except ValueError as error:
-                raise SettingsError(f"{name} is malformed: {error} (got {raw!r})") from None
+                raise SettingsError(
+                    f"{name} is malformed: {error}{_shown(field.name, raw)}"
+                ) from None
         return cls(**values)
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a Settings field."""
+    return "MAILER_" + ("FROM" if field == "sender" else field.upper())
+
+
+# Never echoed in an error: the whole value is the secret.
+SECRETS = frozenset(
+    {
+        "secret_key",
+        "secret_key_old",
+        "suppression_key",
+        "captcha_secret",
+        "bounce_webhook_secret",
+        "mailgun_signing_key",
+        "postmark_webhook_auth",
+    }
+)
+# Echoed without the user and password they may carry.
+URLS = frozenset(
+    {
+        "database_url",
+        "broker_url",
+        "smtp_url",
+        "ratelimit_storage_url",
+        "bounce_mailbox",
+        "captcha_verify_url",
+        "sns_fetch_origin",
+    }
+)
+
+
+def _shown(field: str, raw: str) -> str:
+    """What a malformed setting's message may quote of its value (error messages reach logs)."""
+    if field in SECRETS:
+        return " (value not shown)"
+    return f" (got {(redact.url(raw) if field in URLS else raw)[:200]!r})"
 
 
 PARSERS: dict[str, Callable[[str], Any]] = {
     "base_url": _base_url,
     "sender": _sender,
-    "database_url": _url("sqlite", "postgresql", "postgresql+psycopg"),
+    "database_url": _database_url,
     "broker_url": _url("redis", "rediss", "sqla+sqlite", "sqla+postgresql", "amqp", "memory"),
     "smtp_url": _url("smtp", "smtps", "outbox"),
     "send_rate": _positive(float),
@@ -320,6 +451,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "reminder_hours": _positive(float),
     "block_disposable": _flag,
     "captcha_provider": _choice("none", "turnstile", "hcaptcha"),
+    "captcha_verify_url": _url("https", "http"),
     "form_min_seconds": _positive(float),
     "form_max_age": _positive(int),
     "max_body_bytes": _positive(int),
@@ -335,11 +467,13 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "dkim_domain": _dns_name(dots=True),
     "bounce_mailbox": _bounce_mailbox,
     "bounce_webhook_secret": _secret,
-    "ses_topic_arns": _topic_arns,
-    "sns_fetch_origin": _url("https", "http"),
-    "sendgrid_webhook_key": _sendgrid_key,
-    "mailgun_signing_key": _secret,
-    "postmark_webhook_auth": _user_password,
+    "secret_key": _strong_key,
+    "secret_key_old": _old_keys,
+    "suppression_key": _strong_key,
+    "preferences_link_days": _positive(float),
+    "admin_idle_minutes": _positive(float),
+    "admin_session_hours": _positive(float),
+    "admin_require_2fa": _flag,
     "fetch_timeout": _positive(float),
     "fetch_max_bytes": _positive(int),
     "fetch_allow": _networks,
@@ -350,4 +484,9 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "webhook_timeout": _positive(float),
     "webhook_retry_backoff": _positive(float),
     "webhook_retry_for": _positive(float),
+    "ses_topic_arns": _topic_arns,
+    "sns_fetch_origin": _url("https", "http"),
+    "sendgrid_webhook_key": _sendgrid_key,
+    "mailgun_signing_key": _secret,
+    "postmark_webhook_auth": _user_password,
 }

@@ -9,6 +9,7 @@ name search is a substring match (ILIKE) answered by pg_trgm GIN indexes
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -74,6 +75,10 @@ class SubscriberFilter:
             # Trigram indexes need 3 characters; a shorter text would scan every row.
             raise InvalidFilter(f"type at least {MIN_QUERY} characters to search")
         object.__setattr__(self, "query", query)
+
+    def audited(self) -> str:
+        """The filter for the audit log: whether a search was typed, never what it was."""
+        return json.dumps({"state": self.state, "topic": self.topic, "search": bool(self.query)})
 
 
 @dataclass(frozen=True, slots=True)

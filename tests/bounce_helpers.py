@@ -22,7 +22,7 @@ from mailer.models import BounceEvent, Delivery, Subscriber, Suppression
 from tests.conftest import running_worker
 from tests.helpers import add_confirmed, run_campaign
 
-SECRET = "test-secret-key"  # make_settings' secret_key
+SECRET = "test-key-9f2c4e7a1b3d5f60-8e1a2c4b6d8f0a13"  # make_settings' secret_key
 CORPUS = Path(__file__).parent / "bounces"
 
 

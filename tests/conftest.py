@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import psycopg
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from mailer import create_app
 from mailer.cli import upgrade
+from mailer.jobs import QUEUES
 from mailer.models import Base
 from mailer.sending import get_mailroom
 from mailer.settings import Settings
@@ -51,8 +52,9 @@ def _claim_redis_db() -> tuple[str, redis.Redis]:
         if client.set(REDIS_LOCK, os.getpid(), nx=True, ex=4 * 3600):
             return f"{REDIS_BASE}/{number}", client
         holder = client.get(REDIS_LOCK)
-        # A benchmark's claim reads "bench PID": the process id is the last word.
-        if holder is not None and not _alive(int(holder.split()[-1])):
+        # Other tools claim databases too ("bench 17283"): the pid is the last word.
+        pid = holder.split()[-1] if holder else b""
+        if pid.isdigit() and not _alive(int(pid)):
             # A run that was killed left its claim: take the database over.
             client.set(REDIS_LOCK, os.getpid(), ex=4 * 3600)
             return f"{REDIS_BASE}/{number}", client
@@ -119,7 +121,7 @@ def clean_redis() -> Iterator[None]:
 def make_settings(smtp: tuple[Inbox, int], pg_url: str) -> Callable[..., Settings]:
     def build(**overrides: object) -> Settings:
         values: dict[str, object] = {
-            "secret_key": "test-secret-key",
+            "secret_key": "test-key-9f2c4e7a1b3d5f60-8e1a2c4b6d8f0a13",
             "base_url": "http://mailer.test",
             "sender": "Health Notices <notices@mailer.test>",
             "postal_address": "1 Test Street, Testville",
@@ -184,15 +186,15 @@ def session(app: Flask) -> Iterator[Session]:
 
 
 @contextmanager
-def running_worker(app: Flask) -> Iterator[None]:
-    """A real Celery worker consuming the app's broker, in this process."""
+def running_worker(app: Flask, queues: Sequence[str] = QUEUES) -> Iterator[None]:
+    """A real Celery worker consuming the app's broker (all its queues), in this process."""
     with start_worker(
         app.extensions["celery"],
         pool="threads",
         concurrency=2,
         perform_ping_check=False,
         shutdown_timeout=10,
-        queues=["transactional", "bulk", "webhooks"],
+        queues=list(queues),
     ):
         yield
 

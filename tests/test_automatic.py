@@ -469,7 +469,7 @@ def test_automatic_sends_work_on_the_embedded_default_sqlite(make_app, sqlite_ur
 )
 def test_malformed_automatic_settings_stop_start_up_naming_the_variable(name, value, message):
     required = {
-        "MAILER_SECRET_KEY": "k",
+        "MAILER_SECRET_KEY": "env-test-key-2d4f6a8c0e1b3d5f-7a9c1e3b5d7f",
         "MAILER_BASE_URL": "https://news.example.com",
         "MAILER_FROM": "Notices <n@example.com>",
         "MAILER_POSTAL_ADDRESS": "1 Street",

@@ -135,12 +135,13 @@ def test_cli_and_beat_process_the_configured_mailbox(make_app, session, inbox, m
     ]
     assert suppression.reason_for(session, "ann@example.org") == "hard_bounce"
 
-    # The beat's task reads the same mailbox, every 5 minutes, on the bulk queue.
+    # The beat's task reads the same mailbox, every 5 minutes, on the housekeeping queue.
     drop(maildir, dsn(bob.mail_from, "bob@example.org"))
     with app.app_context():
         assert tasks.process_bounces() == {"hard_bounce": 1}
     assert beat_schedule()["process-bounces"]["schedule"] == 300.0
-    assert app.extensions["celery"].conf.task_routes["mailer.process_bounces"] == {"queue": "bulk"}
+    routes = app.extensions["celery"].conf.task_routes
+    assert routes["mailer.process_bounces"] == {"queue": "housekeeping"}
 
     assert cli(app, "bounces", "process").output.splitlines() == ["0 messages processed"]
     missing = cli(app, "bounces", "process", "--mailbox", f"maildir://{maildir}/nope")
@@ -153,7 +154,7 @@ def test_cli_without_a_mailbox_says_which_setting(app):
 
 
 REQUIRED = {
-    "MAILER_SECRET_KEY": "k",
+    "MAILER_SECRET_KEY": "env-test-key-2d4f6a8c0e1b3d5f-7a9c1e3b5d7f",
     "MAILER_BASE_URL": "https://news.example.com/",
     "MAILER_FROM": "Health Notices <notices@example.com>",
     "MAILER_POSTAL_ADDRESS": "1 Main Street, Springfield",

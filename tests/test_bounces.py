@@ -16,7 +16,7 @@ from email.message import EmailMessage
 import pytest
 from sqlalchemy import func, select
 
-from mailer import bounces, suppression, tokens
+from mailer import bounces, suppression, token_rows, tokens
 from mailer.models import MailStatus, Suppression, TransactionalMail
 from tests.bounce_helpers import (
     SECRET,
@@ -76,7 +76,7 @@ def test_hard_bounce_of_a_confirmation_mail_suppresses_the_address(
         post_signup(client, app, email="typo@example.org")
         [confirm] = inbox.wait_for("typo@example.org")
     token = confirm.mail_from.partition("+")[2].partition("@")[0]
-    [mail_id] = tokens.read_compact(SECRET, tokens.Purpose.BOUNCE_MAIL, token, 1)
+    mail_id = token_rows.bounce_mail(session, SECRET, token)
 
     drop(maildir, dsn(confirm.mail_from, "typo@example.org"))
     assert process_maildir(app, maildir) == {"hard_bounce": 1}
@@ -351,13 +351,15 @@ def test_forged_tokens_change_nothing(campaign_app, session, inbox, maildir):
     subscriber_id = subscriber_of(session, "ann@example.org").id
     good = ann.mail_from.partition("+")[2].partition("@")[0]
 
+    other_purpose = tokens.make_compact(SECRET, tokens.Purpose.UNSUBSCRIBE, delivery_id, bind="")
+    other_key = tokens.make_compact("other-key", tokens.Purpose.BOUNCE, delivery_id, bind="")
     forged = [
         f"bounce+{delivery_id}-aaaaaaaaaaaaaaaa@mailer.test",  # guessed MAC
         f"bounce+{good[:-1]}@mailer.test",  # truncated
         f"bounce+{delivery_id + 1}-{good.rsplit('-', 1)[1]}@mailer.test",  # another mail's id
         # A real token of another purpose, and one made with another key.
-        f"bounce+{tokens.make_compact(SECRET, tokens.Purpose.UNSUBSCRIBE, delivery_id)}@x.test",
-        f"bounce+{tokens.make_compact('other-key', tokens.Purpose.BOUNCE, delivery_id)}@x.test",
+        f"bounce+{other_purpose}@x.test",
+        f"bounce+{other_key}@x.test",
     ]
     # Each also carries the original mail, whose Message-ID would match: no fallback.
     reports = [dsn(address, "ann@example.org", original=ann.raw) for address in forged]

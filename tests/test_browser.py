@@ -295,12 +295,13 @@ def test_preferences_and_unsubscribe_pages_on_a_phone(live: Live, phone_page: Pa
     from tests.helpers import add_confirmed
 
     settings = live.app.extensions["mailer.settings"]
-    links = LinkMaker(settings.base_url, settings.secret_key, settings.sender_domain)
+    links = LinkMaker(settings.base_url, settings.secret_keys, settings.sender_domain)
     with live.app.extensions["mailer.sessionmaker"]() as session:
         subscriber_id = add_confirmed(session, "pat@example.com", ("article",), name="Pat")
         session.commit()
+        key = live.subscriber("pat@example.com").token_key  # type: ignore[union-attr]
 
-    phone_page.goto(links.url("preferences", Purpose.PREFERENCES, subscriber_id))
+    phone_page.goto(links.url("preferences", Purpose.PREFERENCES, subscriber_id, bind=key))
     expect(phone_page.get_by_role("heading", name="Your preferences")).to_be_visible()
     phone_page.get_by_label("Videos").check()
     phone_page.get_by_label("One weekly digest").check()
@@ -316,7 +317,7 @@ def test_preferences_and_unsubscribe_pages_on_a_phone(live: Live, phone_page: Pa
         "Europe/Paris",
     )
 
-    phone_page.goto(links.unsubscribe_url(subscriber_id, None))
+    phone_page.goto(links.unsubscribe_url(subscriber_id, None, key))
     expect(phone_page.get_by_role("heading", name="Unsubscribe?")).to_be_visible()
     screenshot(phone_page, "unsubscribe-phone")
     assert live.subscriber("pat@example.com").status == "confirmed"  # type: ignore[union-attr]

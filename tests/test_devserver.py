@@ -67,6 +67,7 @@ def test_make_run_serves_the_whole_flow_and_stops_on_ctrl_c(tmp_path: Path) -> N
         assert mail["To"] == "ann@example.org"
         confirm = re.search(r"http://\S+/confirm/\S+", mail.get_body(("plain",)).get_content())
         assert confirm and confirm.group(0).startswith(base)
+        assert _get(opener, confirm.group(0))  # the page is opened, and logged
         assert (tmp_path / "var" / "mailer.db").exists()
 
         # The printed login opens the console, whose outbox shows that very mail.
@@ -90,6 +91,8 @@ def test_make_run_serves_the_whole_flow_and_stops_on_ctrl_c(tmp_path: Path) -> N
             launcher.stdout.close()
     output = "".join(lines)
     assert f"mailer is running: {base}/" in output
+    token = confirm.group(0).rsplit("/", 1)[1]
+    assert "GET /confirm/… HTTP/1.1" in output and token not in output  # the access log cut it
     assert "mailer stopped" in output
     assert launcher.returncode == 0
 

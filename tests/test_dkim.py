@@ -291,7 +291,7 @@ def test_key_without_selector_stops_start_up(make_settings, tmp_path):
 )
 def test_malformed_dkim_setting_is_named(name, value):
     environ = {
-        "MAILER_SECRET_KEY": "k",
+        "MAILER_SECRET_KEY": "env-test-key-2d4f6a8c0e1b3d5f-7a9c1e3b5d7f",
         "MAILER_BASE_URL": "https://news.example.com",
         "MAILER_FROM": "Health Notices <notices@example.com>",
         "MAILER_POSTAL_ADDRESS": "1 Main Street",
@@ -312,7 +312,7 @@ def test_keygen_writes_a_key_and_prints_a_record_that_verifies(make_app, inbox, 
     out = tmp_path / "keys" / "dkim.pem"
     out.parent.mkdir()
     environ = {
-        "MAILER_SECRET_KEY": "k",
+        "MAILER_SECRET_KEY": "env-test-key-2d4f6a8c0e1b3d5f-7a9c1e3b5d7f",
         "MAILER_BASE_URL": "http://mailer.test",
         "MAILER_FROM": "Health Notices <notices@mailer.test>",
         "MAILER_POSTAL_ADDRESS": "1 Test Street",

@@ -6,7 +6,7 @@ from mailer import create_app
 from mailer.settings import Settings, SettingsError
 
 REQUIRED = {
-    "MAILER_SECRET_KEY": "k",
+    "MAILER_SECRET_KEY": "settings-test-key-5b7d9f1a3c5e7092-4f6a8c0e2b4d",
     "MAILER_BASE_URL": "https://news.example.com/",
     "MAILER_FROM": "Health Notices <notices@example.com>",
     "MAILER_POSTAL_ADDRESS": "1 Main Street, Springfield",

@@ -14,6 +14,8 @@ from flask import Flask
 from mailer import jobs
 from worker.schedule import beat_schedule
 
+QUEUES = jobs.QUEUES
+
 
 def celery_init_app(app: Flask) -> Celery:
     """The worker's Celery app for `app` (made once), configured for mail that must not be lost.

@@ -21,6 +21,7 @@ from mailer import (
     jobs,
     mailbox,
     metrics,
+    safe_http,
     subscriptions,
 )
 from mailer.outbound_webhooks import delivery as webhook_delivery
@@ -34,7 +35,14 @@ def _settings():
     return current_app.extensions["mailer.settings"]
 
 
-@shared_task(name=jobs.SEND_MAIL, bind=True, acks_late=True, max_retries=None)
+@shared_task(
+    name=jobs.SEND_MAIL,
+    bind=True,
+    acks_late=True,
+    max_retries=None,
+    soft_time_limit=60,  # an SMTP conversation times out after MAILER_SMTP_TIMEOUT (30 s)
+    time_limit=90,
+)
 def send_mail(self, mail_id: int) -> str:
     """Send one transactional mail; retry temporary failures with backoff and jitter."""
     session = db.get_session()
@@ -52,7 +60,9 @@ def send_mail(self, mail_id: int) -> str:
     return status
 
 
-@shared_task(name=jobs.SEND_BATCH, acks_late=True)
+# A batch at a low send rate takes long; its rows are leased, so a batch cut off by
+# its limit goes back to the queue when the lease runs out.
+@shared_task(name=jobs.SEND_BATCH, acks_late=True, soft_time_limit=900, time_limit=960)
 def send_batch(campaign_id: int) -> int:
     """Send one batch of a campaign, then queue the next while rows remain."""
     outcome = get_mailroom().send_batch(db.sessions(), campaign_id, clock=clock.now)
@@ -65,7 +75,7 @@ def send_batch(campaign_id: int) -> int:
     return outcome.sent
 
 
-@shared_task(name=jobs.SEND_TEST)
+@shared_task(name=jobs.SEND_TEST, soft_time_limit=60, time_limit=90)
 def send_test(campaign_id: int, to: str, actor: str) -> str:
     """Send one test copy of a campaign and put the relay's answer in the audit log."""
     session = db.get_session()
@@ -84,7 +94,7 @@ def send_test(campaign_id: int, to: str, actor: str) -> str:
     return answer
 
 
-@shared_task(name="mailer.purge_unconfirmed")
+@shared_task(name=jobs.PURGE_UNCONFIRMED, soft_time_limit=300, time_limit=360)
 def purge_unconfirmed() -> int:
     """Delete signups that stayed unconfirmed past their link's lifetime."""
     session = db.get_session()
@@ -95,7 +105,7 @@ def purge_unconfirmed() -> int:
     return purged
 
 
-@shared_task(name="mailer.requeue_unsent_mail")
+@shared_task(name="mailer.requeue_unsent_mail", soft_time_limit=60, time_limit=90)
 def requeue_unsent_mail() -> int:
     """Queue again the mails committed but never tried (their broker message was lost)."""
     mail_ids = transactional.never_tried(db.get_session(), now=clock.now())
@@ -104,7 +114,7 @@ def requeue_unsent_mail() -> int:
     return len(mail_ids)
 
 
-@shared_task(name="mailer.start_due_campaigns")
+@shared_task(name="mailer.start_due_campaigns", soft_time_limit=120, time_limit=150)
 def start_due_campaigns() -> int:
     """Start scheduled campaigns whose time has come; keep sending ones going."""
     session = db.get_session()
@@ -118,7 +128,7 @@ def start_due_campaigns() -> int:
     return len(due)
 
 
-@shared_task(name="mailer.plan_automatic_sends")
+@shared_task(name="mailer.plan_automatic_sends", soft_time_limit=600, time_limit=660)
 def plan_automatic_sends(at: str | None = None) -> int:
     """Plan what is due (as published, weekly digests, webinar reminders), then start it.
 
@@ -138,14 +148,16 @@ def plan_automatic_sends(at: str | None = None) -> int:
     return len(started)
 
 
-@shared_task(name=jobs.POLL_FEEDS)
+# Each feed has MAILER_FETCH_TIMEOUT for its download; the limits bound the whole round.
+@shared_task(name=jobs.POLL_FEEDS, soft_time_limit=600, time_limit=660)
 def poll_feeds() -> int:
     """Import new entries of every feed; a broken feed is recorded on its row, not raised."""
-    results = feeds.poll_all(db.sessions(), clock=clock.now)
+    policy = safe_http.Policy.from_settings(current_app.extensions["mailer.settings"])
+    results = feeds.poll_all(db.sessions(), policy, clock=clock.now)
     return sum(result.imported for result in results)
 
 
-@shared_task(name=jobs.PROCESS_BOUNCES)
+@shared_task(name=jobs.PROCESS_BOUNCES, soft_time_limit=600, time_limit=660)
 def process_bounces() -> dict[str, int]:
     """Apply the bounce reports, complaints and mailto unsubscribes waiting in the mailbox."""
     settings = _settings()
@@ -155,7 +167,7 @@ def process_bounces() -> dict[str, int]:
         counts = mailbox.process(
             settings.bounce_mailbox,
             db.sessions(),
-            secret_key=settings.secret_key,
+            secret_key=settings.secret_keys,
             clock=clock.now,
         )
     except mailbox.MailboxUnavailable as error:
@@ -166,7 +178,7 @@ def process_bounces() -> dict[str, int]:
     return dict(counts)
 
 
-@shared_task(name=jobs.DELIVER_WEBHOOK, acks_late=True)
+@shared_task(name=jobs.DELIVER_WEBHOOK, acks_late=True, soft_time_limit=60, time_limit=90)
 def deliver_webhook(delivery_id: int) -> str:
     """POST one webhook delivery; schedule its retry when it failed and time remains."""
     rules = webhook_delivery.Rules.from_settings(_settings())
@@ -177,7 +189,7 @@ def deliver_webhook(delivery_id: int) -> str:
     return sent.outcome
 
 
-@shared_task(name="mailer.requeue_webhooks")
+@shared_task(name=jobs.REQUEUE_WEBHOOKS, soft_time_limit=60, time_limit=90)
 def requeue_webhooks() -> int:
     """Queue the deliveries that are due and that no worker holds (lost task, killed worker)."""
     due = webhook_delivery.due(db.get_session(), now=clock.now())

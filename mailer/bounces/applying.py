@@ -18,7 +18,7 @@ from datetime import datetime
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from mailer import events, subscriptions, suppression
+from mailer import events, subscriptions, suppression, tokens
 from mailer.bounces import matching
 from mailer.bounces.matching import Target
 from mailer.bounces.report import Failure, Kind, Outcome, Report, Severity
@@ -39,7 +39,7 @@ UNRECOGNISED_AT_VERP = "a report at our VERP address that no detector understand
 MAX_RAW = 256 * 1024  # of a report kept for the console
 
 
-def apply(session: Session, report: Report, *, secret_key: str, now: datetime) -> Outcome:
+def apply(session: Session, report: Report, *, secret_key: tokens.Keys, now: datetime) -> Outcome:
     """Apply one report in the caller's transaction; a report applied before changes nothing."""
     if report.kind is Kind.UNSUBSCRIBE:
         return _unsubscribe(session, report, secret_key=secret_key, now=now)
@@ -109,9 +109,11 @@ def _record(
     )
 
 
-def _unsubscribe(session: Session, report: Report, *, secret_key: str, now: datetime) -> Outcome:
+def _unsubscribe(
+    session: Session, report: Report, *, secret_key: tokens.Keys, now: datetime
+) -> Outcome:
     for subscriber_id, campaign_id in matching.unsubscribe_ids(
-        report.envelope.unsubscribe_tokens, secret_key
+        session, report.envelope.unsubscribe_tokens, secret_key
     ):
         try:
             changed = subscriptions.unsubscribe(

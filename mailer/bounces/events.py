@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from mailer import tokens
 from mailer.bounces import applying, standard
 from mailer.bounces.report import (
     Evidence,
@@ -125,7 +126,7 @@ def _event(number: int, event: Any) -> Report:
 
 
 def apply_reports(
-    session: Session, reports: Sequence[Report], *, secret_key: str, now: datetime
+    session: Session, reports: Sequence[Report], *, secret_key: tokens.Keys, now: datetime
 ) -> Counter[str]:
     """Apply checked reports in the caller's transaction; the count of each outcome."""
     outcomes: Counter[str] = Counter()
@@ -135,6 +136,8 @@ def apply_reports(
     return outcomes
 
 
-def apply_events(session: Session, payload: Any, *, secret_key: str, now: datetime) -> Counter[str]:
+def apply_events(
+    session: Session, payload: Any, *, secret_key: tokens.Keys, now: datetime
+) -> Counter[str]:
     """Check every generic webhook event, then apply them all in the caller's transaction."""
     return apply_reports(session, reports_from_events(payload), secret_key=secret_key, now=now)

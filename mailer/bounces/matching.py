@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailer import tokens
+from mailer import token_rows, tokens
 from mailer.bounces.report import Evidence, Failure, Outcome, Report, Severity
 from mailer.errors import InvalidToken
 from mailer.models import Delivery, Subscriber, TransactionalMail
@@ -41,33 +41,40 @@ class Target:
     via: str = "verp"  # verp, quoted, or address
 
 
-def unsubscribe_ids(token_list: tuple[str, ...], secret_key: str) -> list[tuple[int, int]]:
+# Each token is checked against the row it names (mailer.token_rows): a token
+# whose row is gone cannot be checked at all (RowGone), so it proves nothing and
+# counts as forged, like any other token that does not verify.
+BOUNCE_READERS = (
+    (token_rows.bounce_delivery, Delivery),
+    (token_rows.bounce_mail, TransactionalMail),
+)
+
+
+def unsubscribe_ids(
+    session: Session, token_list: tuple[str, ...], secret_key: tokens.Keys
+) -> list[tuple[int, int]]:
     """(subscriber id, campaign id or 0) of each unsubscribe token that verifies."""
     found = []
     for token in token_list:
         try:
-            subscriber_id, campaign_id = tokens.read_compact(
-                secret_key, tokens.Purpose.UNSUBSCRIBE, token, 2
-            )
+            subscriber_id, campaign_id = token_rows.one_click(session, secret_key, token)
         except InvalidToken:
             continue
-        found.append((subscriber_id, campaign_id))
+        found.append((subscriber_id, campaign_id or 0))
     return found
 
 
-def _bounce_rows(token_list: tuple[str, ...], secret_key: str) -> list[tuple[type, int]]:
+def _bounce_rows(
+    session: Session, token_list: tuple[str, ...], secret_key: tokens.Keys
+) -> list[tuple[type, int]]:
     """(model, row id) each bounce token names, for the tokens that verify."""
     found: list[tuple[type, int]] = []
     for token in token_list:
-        for purpose, model in (
-            (tokens.Purpose.BOUNCE, Delivery),
-            (tokens.Purpose.BOUNCE_MAIL, TransactionalMail),
-        ):
+        for read, model in BOUNCE_READERS:
             try:
-                (row_id,) = tokens.read_compact(secret_key, purpose, token, 1)
+                found.append((model, read(session, secret_key, token)))
             except InvalidToken:
                 continue
-            found.append((model, row_id))
     return found
 
 
@@ -89,14 +96,18 @@ def _of_mail(session: Session, mail: TransactionalMail, via: str) -> Target:
     return Target(mail.email, subscriber, mail=mail, via=via)
 
 
-def _by_tokens(session: Session, evidence: Evidence, secret_key: str, via: str) -> Target | None:
-    for model, row_id in _bounce_rows(evidence.bounce_tokens, secret_key):
+def _by_tokens(
+    session: Session, evidence: Evidence, secret_key: tokens.Keys, via: str
+) -> Target | None:
+    for model, row_id in _bounce_rows(session, evidence.bounce_tokens, secret_key):
         row = session.get(model, row_id, with_for_update=True)
         if isinstance(row, Delivery) and (target := _of_delivery(session, row, via)):
             return target
         if isinstance(row, TransactionalMail):
             return _of_mail(session, row, via)
-    for subscriber_id, campaign_id in unsubscribe_ids(evidence.unsubscribe_tokens, secret_key):
+    for subscriber_id, campaign_id in unsubscribe_ids(
+        session, evidence.unsubscribe_tokens, secret_key
+    ):
         subscriber = session.get(Subscriber, subscriber_id, with_for_update=True)
         if subscriber is not None:
             delivery = session.scalar(
@@ -132,13 +143,13 @@ def _by_address(session: Session, email: str) -> Target | None:
     return Target(subscriber.email, subscriber, via="address") if subscriber else None
 
 
-def resolve(session: Session, report: Report, *, secret_key: str) -> Target | Outcome:
+def resolve(session: Session, report: Report, *, secret_key: tokens.Keys) -> Target | Outcome:
     """The mail a report is about; FORGED for a bad VERP token, UNMATCHED when none is shown."""
     claimed = report.envelope
     if claimed.bounce_tokens or claimed.unsubscribe_tokens:
         if not (
-            _bounce_rows(claimed.bounce_tokens, secret_key)
-            or unsubscribe_ids(claimed.unsubscribe_tokens, secret_key)
+            _bounce_rows(session, claimed.bounce_tokens, secret_key)
+            or unsubscribe_ids(session, claimed.unsubscribe_tokens, secret_key)
         ):
             return Outcome.FORGED
         # A valid token whose mail is gone (erased, purged) names nothing any more.

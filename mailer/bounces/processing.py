@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailer import tokens
 from mailer.bounces import applying, detection, mime
 from mailer.bounces.report import Kind, MalformedReport, Outcome, Report
 
@@ -35,7 +36,7 @@ def process_message(
     factory: sessionmaker[Session],
     raw: bytes,
     *,
-    secret_key: str,
+    secret_key: tokens.Keys,
     clock: Callable[[], datetime],
     envelope_to: str = "",
     label: str = "",

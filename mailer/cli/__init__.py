@@ -14,19 +14,23 @@ from mailer import create_app
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
-def alembic_config(database_url: str) -> Config:
-    """Alembic's configuration, built in code: no alembic.ini to keep in step."""
+def alembic_config(database_url: str, suppression_key: str | None = None) -> Config:
+    """Alembic's configuration, built in code: no alembic.ini to keep in step.
+
+    `suppression_key` is for migration 0010, which keys the suppression list's hashes.
+    """
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    config.attributes["mailer.suppression_key"] = suppression_key
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "head", suppression_key: str | None = None) -> None:
     """Migrate the database at `database_url` to `revision`."""
     if database_url.startswith("sqlite:///") and not database_url.startswith("sqlite:////"):
         Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    command.upgrade(alembic_config(database_url), revision)
+    command.upgrade(alembic_config(database_url, suppression_key), revision)
 
 
 @click.group(cls=FlaskGroup, create_app=create_app, add_default_commands=False)

@@ -12,7 +12,7 @@ import sys
 import click
 from flask.cli import AppGroup
 
-from mailer import admins, clock, db
+from mailer import admins, clock, db, two_factor
 from mailer.cli.common import fail
 from mailer.errors import MailerError
 from mailer.models import AdminRole
@@ -98,3 +98,14 @@ def admin_deactivate(email: str) -> None:
     admins.audit(session, "cli", "account.deactivate", account.email, now=clock.now())
     session.commit()
     click.echo(f"{account.email} deactivated")
+
+
+@admin_group.command("reset-2fa")
+@click.argument("email")
+def admin_reset_2fa(email: str) -> None:
+    """Turn EMAIL's two-factor sign-in off (a lost phone); its sessions end. Set it up anew."""
+    account, session = _account(email), db.get_session()
+    two_factor.disable(session, account.id)
+    admins.audit(session, "cli", "account.2fa-reset", account.email, now=clock.now())
+    session.commit()
+    click.echo(f"two-factor sign-in of {account.email} is off; they set it up again after login")

@@ -26,7 +26,7 @@ def bounces_process(url: str | None) -> None:
         counts = mailbox.process(
             url,
             current_app.extensions["mailer.sessionmaker"],
-            secret_key=settings.secret_key,
+            secret_key=settings.secret_keys,
             clock=clock.now,
         )
     except mailbox.MailboxUnavailable as error:

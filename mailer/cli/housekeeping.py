@@ -7,7 +7,7 @@ from alembic import command
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
-from mailer import clock, db, subscriptions
+from mailer import clock, db, subscriptions, suppression
 from mailer.cli import alembic_config, upgrade
 
 
@@ -20,7 +20,8 @@ def db_group() -> None:
 @click.argument("revision", default="head")
 def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION (default: the newest)."""
-    upgrade(current_app.extensions["mailer.settings"].database_url, revision)
+    settings = current_app.extensions["mailer.settings"]
+    upgrade(settings.database_url, revision, suppression.keys_for(settings)[0])
     click.echo(f"database at {revision}")
 
 

@@ -6,7 +6,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from mailer import api_tokens, clock, db, feeds, notices
+from mailer import api_tokens, clock, db, feeds, notices, safe_http
 from mailer.cli.common import fail, when
 from mailer.errors import MailerError
 
@@ -88,21 +88,66 @@ def feed_group() -> None:
 @feed_group.command("add")
 @click.argument("url")
 @click.option("--kind", type=click.Choice(["article", "video", "webinar"]), required=True)
-def feed_add(url: str, kind: str) -> None:
+@click.option("--review", is_flag=True, help="its notices wait for approval (always for http://)")
+def feed_add(url: str, kind: str, review: bool) -> None:
     """Poll URL for notices of KIND from now on; print the feed's id."""
     session = db.get_session()
     try:
-        feed_id = feeds.add_feed(session, url=url, kind=kind, now=clock.now())
+        feed_id = feeds.add_feed(session, url=url, kind=kind, now=clock.now(), review=review)
     except MailerError as error:
         fail(error)
     session.commit()
     click.echo(feed_id)
 
 
+def _set_feed(feed_id: int, **change: bool) -> None:
+    session = db.get_session()
+    try:
+        feed = feeds.set_feed(session, feed_id, **change)
+    except MailerError as error:
+        fail(error)
+    session.commit()
+    state = "enabled" if feed.enabled else "disabled"
+    click.echo(
+        f"feed {feed.id} {feed.url}: {state}{', review' if feeds.needs_review(feed) else ''}"
+    )
+
+
+@feed_group.command("disable")
+@click.argument("feed_id", type=int)
+def feed_disable(feed_id: int) -> None:
+    """Stop polling FEED_ID (its notices stay)."""
+    _set_feed(feed_id, enabled=False)
+
+
+@feed_group.command("enable")
+@click.argument("feed_id", type=int)
+def feed_enable(feed_id: int) -> None:
+    """Poll FEED_ID again."""
+    _set_feed(feed_id, enabled=True)
+
+
+@feed_group.command("delete")
+@click.argument("feed_id", type=int)
+def feed_delete(feed_id: int) -> None:
+    """Remove FEED_ID for good (the notices it brought stay)."""
+    session = db.get_session()
+    try:
+        url = feeds.delete_feed(session, feed_id)
+    except MailerError as error:
+        fail(error)
+    session.commit()
+    click.echo(f"feed {feed_id} {url} deleted")
+
+
 @feed_group.command("poll")
 def feed_poll() -> None:
-    """Poll every feed now (beat does it every 15 minutes); fail if any feed did."""
-    results = feeds.poll_all(current_app.extensions["mailer.sessionmaker"], clock=clock.now)
+    """Poll every enabled feed now (beat does it every 15 minutes); fail if any feed did."""
+    results = feeds.poll_all(
+        current_app.extensions["mailer.sessionmaker"],
+        safe_http.Policy.from_settings(current_app.extensions["mailer.settings"]),
+        clock=clock.now,
+    )
     for result in results:
         outcome = (
             f"failed: {result.error}"

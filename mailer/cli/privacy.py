@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 
 import click
 from flask.cli import with_appcontext
 
-from mailer import addresses, clock, db, privacy
+from mailer import addresses, admins, clock, db, privacy
 from mailer.cli.common import fail
 from mailer.errors import MailerError
+from mailer.sending import get_mailroom
 
 
 def _subscriber_id(email: str) -> int:
@@ -40,5 +42,17 @@ def subscriber_erase(email: str, yes: bool) -> None:
         click.confirm(f"Erase every record of {email}? This cannot be undone", abort=True)
     session = db.get_session()
     privacy.erase_subscriber(session, subscriber_id, now=clock.now())
+    # Named by id: the address itself is what was erased.
+    admins.audit(
+        session,
+        f"cli:{getpass.getuser()}",
+        "subscriber.erase",
+        f"subscriber {subscriber_id}",
+        now=clock.now(),
+    )
     session.commit()
-    click.echo(f"erased {email}; its hash stays on the suppression list")
+    removed = privacy.forget_outbox_mail(get_mailroom().transport, email)
+    click.echo(
+        f"erased {email}; its hash stays on the suppression list"
+        + (f"; {removed} copies deleted from the outbox" if removed else "")
+    )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import getpass
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -161,7 +160,7 @@ def subscribers_export(state: str | None, topic: str | None, query: str) -> None
         f"cli:{getpass.getuser()}",
         "subscribers.export",
         "subscribers",
-        json.dumps({"q": query, "state": state, "topic": topic}),
+        flt.audited(),
         now=clock.now(),
     )
     session.commit()

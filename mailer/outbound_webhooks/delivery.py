@@ -66,7 +66,7 @@ class Rules:
     def delay(self, attempts: int) -> float:
         """Full jitter: anywhere from 0 to backoff x 2^(attempts-1), at most an hour."""
         ceiling = min(MAX_DELAY, self.backoff * 2 ** min(attempts - 1, 20))
-        return random.uniform(0, ceiling)
+        return random.uniform(0, ceiling)  # noqa: S311 - a spread, no secret
 
 
 @dataclass(frozen=True, slots=True)

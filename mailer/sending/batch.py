@@ -23,7 +23,7 @@ from mailer.sending.transport import (
     SendResult,
     Transport,
 )
-from mailer.tokens import Purpose
+from mailer.tokens import Purpose, delivery_binding
 
 # Replies that mean "you are sending too much": the whole campaign slows down.
 THROTTLE = re.compile(r"^(421|450|451|452)\b.*(4\.7\.28|4\.7\.0|rate|too many|throttl)", re.I)
@@ -51,9 +51,13 @@ def personal(row: Claimed, campaign_id: int, links: LinkMaker) -> Recipient | No
         name=reader.name,
         topics=reader.topics,
         time_zone=reader.time_zone,
-        preferences_url=links.url("preferences", Purpose.PREFERENCES, row.subscriber_id),
-        unsubscribe_url=links.unsubscribe_url(row.subscriber_id, campaign_id),
-        unsubscribe_mailto=links.unsubscribe_mailto(row.subscriber_id, campaign_id),
+        preferences_url=links.url(
+            "preferences", Purpose.PREFERENCES, row.subscriber_id, bind=reader.token_key
+        ),
+        unsubscribe_url=links.unsubscribe_url(row.subscriber_id, campaign_id, reader.token_key),
+        unsubscribe_mailto=links.unsubscribe_mailto(
+            row.subscriber_id, campaign_id, reader.token_key
+        ),
         notice_ids=reader.notice_ids,
     )
 
@@ -112,13 +116,14 @@ def _message(
     ledger: CampaignLedger,
 ) -> Outgoing | None:
     """The row's message, or None after recording why it is skipped."""
-    if recipient is None:
+    if recipient is None or row.reader is None:
         ledger.skipped(row.delivery_id, "unsubscribed or suppressed")
         return None
+    bind = delivery_binding(ledger.campaign_id, row.subscriber_id, row.reader.token_key)
     outgoing = renderer.build(
         recipient,
         now=ledger.clock(),
-        return_path=links.return_path(Purpose.BOUNCE, row.delivery_id),
+        return_path=links.return_path(Purpose.BOUNCE, row.delivery_id, bind=bind),
     )
     if outgoing is None:
         ledger.skipped(row.delivery_id, "no notice of their topics")

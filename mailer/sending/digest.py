@@ -49,7 +49,8 @@ class _Variant:
 
 
 def _when(notice: Notice, zone: ZoneInfo) -> str:
-    assert notice.starts_at is not None
+    if notice.starts_at is None:  # only webinars get here, and a webinar has its start
+        return ""
     local = notice.starts_at.astimezone(zone)
     return f"{local:%A %d %B %Y, %H:%M} ({local.tzname()}), {notice.duration_minutes} minutes"
 

@@ -41,7 +41,7 @@ class Retry:
     def delay(self, retries: int) -> float:
         # Exponential backoff with full jitter, capped at an hour: a relay that
         # throttled many mails at once is not hit again by all of them at once.
-        return random.uniform(0, min(3600, self.backoff * 2**retries))
+        return random.uniform(0, min(3600, self.backoff * 2**retries))  # noqa: S311 - a spread, no secret
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class Mailroom:
                 signer=signing.from_settings(settings),
             ),
             composer=composer,
-            links=LinkMaker(settings.base_url, settings.secret_key, settings.sender_domain),
+            links=LinkMaker(settings.base_url, settings.secret_keys, settings.sender_domain),
             bucket=ratelimit.for_broker(settings.broker_url, settings.send_rate),
             breaker=Breaker(breaker.for_broker(settings.broker_url)),
             batch=BatchSettings.from_settings(settings),

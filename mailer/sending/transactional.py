@@ -20,31 +20,48 @@ SUBJECTS = {
     MailKind.WELCOME: "Welcome to {site}",
     MailKind.ADDRESS_CHANGE: "Please confirm your new address for {site}",
     MailKind.PREFERENCES_LINK: "Your preferences link for {site}",
+    MailKind.ADDRESS_CHANGED: "Your subscription to {site} moved to a new address",
 }
 
 
 def _context(
     session: Session, mail: TransactionalMail, subscriber: Subscriber, links: LinkMaker
 ) -> dict[str, object]:
+    key = subscriber.token_key
     if mail.kind == MailKind.CONFIRM:
         # The confirmation names the topics asked for, but nothing typed into
         # the form: bots use signup forms to push text into strangers' inboxes.
         consent = session.get_one(Consent, mail.consent_id)
         return {
-            "confirm_url": links.url("confirm", tokens.Purpose.CONFIRM, consent.id),
-            "not_me_url": links.url("not-me", tokens.Purpose.NOT_ME, consent.id),
+            "confirm_url": links.url(
+                "confirm", tokens.Purpose.CONFIRM, consent.id, bind=consent.token_key
+            ),
+            "not_me_url": links.url(
+                "not-me", tokens.Purpose.NOT_ME, consent.id, bind=consent.token_key
+            ),
             "topics": consent.topic_list,
         }
     if mail.kind == MailKind.ADDRESS_CHANGE:
         # Sent to the new address: its link proves the reader holds that mailbox.
-        token = tokens.make_value(
-            links.secret_key, tokens.Purpose.ADDRESS_CHANGE, [subscriber.id, mail.email]
-        )
-        return {"confirm_url": f"{links.base_url}/change-address/{token}"}
+        value = [subscriber.id, mail.email]
+        return {
+            "confirm_url": links.url(
+                "change-address", tokens.Purpose.ADDRESS_CHANGE, value, bind=key
+            )
+        }
+    if mail.kind == MailKind.ADDRESS_CHANGED:
+        # Sent to the old address: whoever moved the subscription away can be undone.
+        value = [subscriber.id, mail.email, subscriber.email]
+        return {
+            "new_address": subscriber.email,
+            "undo_url": links.url("undo-address", tokens.Purpose.ADDRESS_UNDO, value, bind=key),
+        }
     return {
         "name": subscriber.name,
         "topics": subscriber.topic_names,
-        "preferences_url": links.url("preferences", tokens.Purpose.PREFERENCES, subscriber.id),
+        "preferences_url": links.url(
+            "preferences", tokens.Purpose.PREFERENCES, subscriber.id, bind=key
+        ),
     }
 
 
@@ -80,7 +97,9 @@ def send_transactional(
             context=_context(session, mail, subscriber, links),
             now=now,
             headers={"Auto-Submitted": "auto-generated"},  # RFC 3834: no auto-replies, please
-            return_path=links.return_path(tokens.Purpose.BOUNCE_MAIL, mail.id),
+            return_path=links.return_path(
+                tokens.Purpose.BOUNCE_MAIL, mail.id, bind=tokens.mail_binding(mail.kind, mail.email)
+            ),
         )
     except (ValueError, MessageError) as error:  # a mail that cannot be built never will be
         mail.status, mail.last_error = MailStatus.FAILED, f"cannot compose: {error}"

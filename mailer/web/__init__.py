@@ -10,12 +10,27 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from mailer import metrics
+from mailer import metrics, redact
 from mailer.sending.compose import topic_phrase
-from mailer.web import admin, api, health, metrics_page, public, reader, webhooks
+from mailer.web import (
+    admin,
+    api,
+    health,
+    metrics_page,
+    public,
+    reader,
+    reader_address,  # noqa: F401  (its views join reader.bp)
+    webhooks,
+)
 from mailer.web.api import problems, spec
 
 EMBED_ENDPOINTS = {"public.embed", "public.embed_thanks", "public.subscribe"}
+# Every form that makes us mail someone shares one per-IP budget (MAILER_SIGNUP_LIMIT):
+# a client cannot triple it by taking turns between them.
+MAILING_FORMS = ("public.subscribe", "reader.request_link", "reader.change_address")
+# Pages that show what only their visitor may see: never kept by a browser or proxy.
+NO_STORE_BLUEPRINTS = {"admin", "reader", "one_click"}
+HSTS_SECONDS = 365 * 86400
 
 
 def init_web(app: OpenAPI) -> None:
@@ -45,9 +60,11 @@ def init_web(app: OpenAPI) -> None:
 
     limiter = Limiter(get_remote_address, app=app, strategy="moving-window")
     app.extensions["mailer.limiter"] = limiter
-    app.view_functions["public.subscribe"] = limiter.limit(settings.signup_limit, methods=["POST"])(
-        app.view_functions["public.subscribe"]
+    mailing_limit = limiter.shared_limit(
+        settings.signup_limit, scope="mailing-forms", methods=["POST"]
     )
+    for endpoint in MAILING_FORMS:
+        app.view_functions[endpoint] = mailing_limit(app.view_functions[endpoint])
     admin.init_app(app, limiter)  # the console under /admin, its login and login limits
     metrics_page.init_app(app)  # /metrics and the time each request takes
 
@@ -79,6 +96,12 @@ def _security_headers(response: Response) -> Response:
     # Token links must not leak to other sites through the Referer header.
     response.headers["Referrer-Policy"] = "same-origin"
     response.headers["X-Content-Type-Options"] = "nosniff"
+    if request.blueprint in NO_STORE_BLUEPRINTS or redact.TOKEN_PATH.search(request.path):
+        # Console pages, a generated password, a reader's data: nothing for a shared
+        # computer's cache or a proxy to keep and show the next person.
+        response.headers["Cache-Control"] = "no-store"
+    if settings.base_url.startswith("https://"):
+        response.headers["Strict-Transport-Security"] = f"max-age={HSTS_SECONDS}"
     return response
 
 

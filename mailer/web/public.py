@@ -7,7 +7,7 @@ import logging
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 
-from mailer import antispam, clock, db, metrics, subscriptions, tokens
+from mailer import antispam, clock, db, metrics, subscriptions, token_rows, tokens
 from mailer.errors import CaptchaUnavailable, InvalidToken
 from mailer.jobs import get_jobs
 from mailer.web.forms import (
@@ -27,7 +27,7 @@ def _settings():
 
 def _render_form(template: str, form: SignupForm, status: int = 200, **extra: object):
     if not form.stamp.data:  # keep the first stamp across re-renders: it times the reader
-        form.stamp.data = antispam.make_stamp(_settings().secret_key, now=clock.now())
+        form.stamp.data = antispam.make_stamp(_settings().secret_keys, now=clock.now())
     if not form.source.data:
         # The page the form sits on, for the consent record: for the embedded
         # form that is the host page, which the iframe's request names as Referer.
@@ -40,7 +40,7 @@ def _render_form(template: str, form: SignupForm, status: int = 200, **extra: ob
 def _spam_verdict(form: SignupForm) -> antispam.Verdict:
     settings = _settings()
     verdict = antispam.check_form(
-        settings.secret_key,
+        settings.secret_keys,
         honeypot=form.website.data or "",
         stamp=form.stamp.data or "",
         now=clock.now(),
@@ -123,8 +123,8 @@ def embed_thanks():
     return render_template("web/embed_thanks.html")
 
 
-def read_token(purpose: tokens.Purpose, token: str) -> int:
-    return tokens.read(_settings().secret_key, purpose, token)
+def _consent_id(purpose: tokens.Purpose, token: str) -> int:
+    return token_rows.consent(db.get_session(), _settings().secret_keys, purpose, token)
 
 
 @bp.errorhandler(InvalidToken)
@@ -136,7 +136,7 @@ def invalid_token(_error: InvalidToken):
 @bp.get("/confirm/<token>")
 def confirm_page(token: str):
     # Mail scanners fetch every GET link: showing this page confirms nothing.
-    consent_id = read_token(tokens.Purpose.CONFIRM, token)
+    consent_id = _consent_id(tokens.Purpose.CONFIRM, token)
     topics = subscriptions.open_signup_topics(db.get_session(), consent_id)
     if topics is None:
         return render_template("web/confirmed.html", newly_confirmed=False)
@@ -145,7 +145,7 @@ def confirm_page(token: str):
 
 @bp.post("/confirm/<token>")
 def confirm(token: str):
-    consent_id = read_token(tokens.Purpose.CONFIRM, token)
+    consent_id = _consent_id(tokens.Purpose.CONFIRM, token)
     session = db.get_session()
     outcome = subscriptions.confirm(
         session,
@@ -162,7 +162,7 @@ def confirm(token: str):
 
 @bp.get("/not-me/<token>")
 def not_me_page(token: str):
-    consent_id = read_token(tokens.Purpose.NOT_ME, token)
+    consent_id = _consent_id(tokens.Purpose.NOT_ME, token)
     if subscriptions.open_signup_topics(db.get_session(), consent_id) is None:
         return render_template("web/not_me.html", form=None, done=False)
     return render_template("web/not_me.html", form=FlaskForm(), done=None)
@@ -170,7 +170,7 @@ def not_me_page(token: str):
 
 @bp.post("/not-me/<token>")
 def not_me(token: str):
-    consent_id = read_token(tokens.Purpose.NOT_ME, token)
+    consent_id = _consent_id(tokens.Purpose.NOT_ME, token)
     session = db.get_session()
     cancelled = subscriptions.cancel_signup(session, consent_id, now=clock.now())
     session.commit()

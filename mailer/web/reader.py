@@ -17,8 +17,8 @@ from wtforms import RadioField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired
 
-from mailer import clock, db, preferences, privacy, subscriptions, tokens
-from mailer.errors import AddressChangeRefused, InvalidToken
+from mailer import clock, db, preferences, privacy, subscriptions, token_rows, tokens
+from mailer.errors import InvalidToken
 from mailer.jobs import get_jobs
 from mailer.models import Subscriber, SubscriberStatus
 from mailer.web.forms import (
@@ -28,7 +28,7 @@ from mailer.web.forms import (
     name_field,
     valid_address,
 )
-from mailer.web.public import invalid_token, read_token
+from mailer.web.public import invalid_token
 
 one_click = Blueprint("one_click", __name__)
 bp = Blueprint("reader", __name__)
@@ -37,36 +37,37 @@ bp.register_error_handler(InvalidToken, invalid_token)
 log = logging.getLogger("mailer.web")
 
 
-def _secret() -> str:
-    return current_app.extensions["mailer.settings"].secret_key
-
-
-def _one_click_ids(token: str) -> tuple[int, int | None]:
-    subscriber_id, campaign_id = tokens.read_compact(
-        _secret(), tokens.Purpose.UNSUBSCRIBE, token, 2
-    )
-    return subscriber_id, campaign_id or None
+def keys() -> tuple[str, ...]:
+    return current_app.extensions["mailer.settings"].secret_keys
 
 
 @one_click.get("/u/<token>")
 def unsubscribe_page(token: str):
-    """The footer link: a page with one button. A GET never changes anything."""
-    subscriber_id, _campaign = _one_click_ids(token)
-    subscriber = db.get_session().get(Subscriber, subscriber_id)
-    preferences_token = tokens.make(_secret(), tokens.Purpose.PREFERENCES, subscriber_id)
+    """The footer link: a page with one button. A GET never changes anything.
+
+    Mailbox providers see this URL, and it never expires, so it opens nothing
+    else: the way to the preferences is "email me a link", to the address itself.
+    """
+    try:
+        subscriber_id, _campaign = token_rows.one_click(db.get_session(), keys(), token)
+    except tokens.RowGone:  # erased since: there is nothing left to mail
+        return render_template("web/unsubscribe.html", subscriber=None, done=True)
+    subscriber = db.get_session().get_one(Subscriber, subscriber_id)
     return render_template(
         "web/unsubscribe.html",
         subscriber=subscriber,
-        done=subscriber is None or subscriber.status == SubscriberStatus.UNSUBSCRIBED,
-        preferences_token=preferences_token,
+        done=subscriber.status == SubscriberStatus.UNSUBSCRIBED,
     )
 
 
 @one_click.post("/u/<token>")
 def unsubscribe(token: str):
     """RFC 8058 one-click: unsubscribe at once, answer 200, never redirect; repeats are harmless."""
+    session = db.get_session()
     try:
-        subscriber_id, campaign_id = _one_click_ids(token)
+        subscriber_id, campaign_id = token_rows.one_click(session, keys(), token)
+    except tokens.RowGone:  # erased since: there is nothing left to mail
+        return render_template("web/unsubscribed.html"), 200
     except InvalidToken:
         return Response("This unsubscribe link is not valid.\n", 400, mimetype="text/plain")
     if request.form.get("List-Unsubscribe") != "One-Click":
@@ -75,17 +76,13 @@ def unsubscribe(token: str):
             400,
             mimetype="text/plain",
         )
-    session = db.get_session()
-    try:
-        changed = subscriptions.unsubscribe(
-            session,
-            subscriber_id,
-            now=clock.now(),
-            channel="page" if request.form.get("from") == "page" else "one-click",
-            campaign_id=campaign_id,
-        )
-    except InvalidToken:  # erased since: there is nothing left to mail
-        changed = False
+    changed = subscriptions.unsubscribe(
+        session,
+        subscriber_id,
+        now=clock.now(),
+        channel="page" if request.form.get("from") == "page" else "one-click",
+        campaign_id=campaign_id,
+    )
     session.commit()
     log.info("unsubscribed", extra={"subscriber": subscriber_id, "changed": changed})
     return render_template("web/unsubscribed.html"), 200
@@ -126,39 +123,42 @@ def _preferences_form(subscriber: Subscriber) -> PreferencesForm:
     return form
 
 
-def _page(token: str, subscriber: Subscriber, status: int = 200, **extra: object):
+def render_preferences(token: str, subscriber: Subscriber, status: int = 200, **extra: object):
     context = {
         "form": _preferences_form(subscriber),
         "address_form": AddressForm(prefix="address"),
         "subscriber": subscriber,
         "token": token,
         "unsubscribe_token": tokens.make_compact(
-            _secret(), tokens.Purpose.UNSUBSCRIBE, subscriber.id, 0
+            keys(), tokens.Purpose.UNSUBSCRIBE, subscriber.id, 0, bind=subscriber.token_key
         ),
         **extra,
     }
     return render_template("web/preferences.html", **context), status
 
 
-def _subscriber(token: str) -> Subscriber:
-    subscriber = db.get_session().get(Subscriber, read_token(tokens.Purpose.PREFERENCES, token))
-    if subscriber is None:
-        raise InvalidToken("preferences")
-    return subscriber
+def subscriber_of(token: str) -> Subscriber:
+    """The subscriber a preferences link names, while it is young enough (InvalidToken)."""
+    settings = current_app.extensions["mailer.settings"]
+    session = db.get_session()
+    subscriber_id = token_rows.preferences(
+        session, keys(), token, max_age=settings.preferences_link_days * tokens.DAY
+    )
+    return session.get_one(Subscriber, subscriber_id)
 
 
 @bp.get("/preferences/<token>")
 def preferences_page(token: str):
-    return _page(token, _subscriber(token))
+    return render_preferences(token, subscriber_of(token))
 
 
 @bp.post("/preferences/<token>")
 def save_preferences(token: str):
-    subscriber = _subscriber(token)
+    subscriber = subscriber_of(token)
     form = _preferences_form(subscriber)
     form.process(request.form)
     if not form.validate():
-        return _page(token, subscriber, 400, form=form, errors=form.errors)
+        return render_preferences(token, subscriber, 400, form=form, errors=form.errors)
     session = db.get_session()
     preferences.update(
         session,
@@ -172,33 +172,13 @@ def save_preferences(token: str):
         now=clock.now(),
     )
     session.commit()
-    return _page(token, subscriber, saved=True)
-
-
-@bp.post("/preferences/<token>/address")
-def change_address(token: str):
-    subscriber = _subscriber(token)
-    form = AddressForm(prefix="address")
-    if not form.validate_on_submit():
-        return _page(token, subscriber, 400, address_form=form)
-    session = db.get_session()
-    try:
-        mail_id = preferences.request_address_change(
-            session, subscriber.id, form.email.data, now=clock.now()
-        )
-    except AddressChangeRefused as error:
-        form.email.errors = [str(error)]
-        return _page(token, subscriber, 400, address_form=form)
-    session.commit()
-    if mail_id is not None:
-        get_jobs().send_mail(mail_id)
-    return _page(token, subscriber, address_sent=form.email.data)
+    return render_preferences(token, subscriber, saved=True)
 
 
 @bp.get("/preferences/<token>/data.json")
 def download_data(token: str):
     """The reader's own data, machine-readable (GDPR Art. 15 and 20)."""
-    subscriber = _subscriber(token)
+    subscriber = subscriber_of(token)
     data = privacy.export_subscriber(db.get_session(), subscriber.id)
     return Response(
         json.dumps(data, indent=2, ensure_ascii=False),
@@ -207,35 +187,16 @@ def download_data(token: str):
     )
 
 
-def _address_change(token: str) -> tuple[int, str]:
-    value = tokens.read_value(_secret(), tokens.Purpose.ADDRESS_CHANGE, token)
-    if not (isinstance(value, list) and len(value) == 2):
-        raise InvalidToken("address-change")
-    subscriber_id, email = value
-    if not isinstance(subscriber_id, int) or not isinstance(email, str):
-        raise InvalidToken("address-change")
-    return subscriber_id, email
-
-
-@bp.route("/change-address/<token>", methods=["GET", "POST"])
-def confirm_address(token: str):
-    """GET shows a button (mail scanners fetch links); the POST moves the subscription."""
-    subscriber_id, email = _address_change(token)
-    form = FlaskForm()
-    if request.method == "GET":
-        return render_template("web/change_address.html", form=form, email=email, done=None)
-    if not form.validate_on_submit():
-        return render_template("web/change_address.html", form=form, email=email, done=None), 400
+@bp.post("/preferences/<token>/forget-links")
+def forget_links(token: str):
+    """Revoke every link mailed so far (this one too): for a link that went astray."""
+    subscriber = subscriber_of(token)
+    if not FlaskForm().validate_on_submit():
+        return render_preferences(token, subscriber, 400)
     session = db.get_session()
-    try:
-        preferences.confirm_address_change(session, subscriber_id, email, now=clock.now())
-    except AddressChangeRefused as error:
-        session.rollback()
-        return render_template(
-            "web/change_address.html", form=None, email=email, done=False, error=str(error)
-        ), 409
+    preferences.forget_links(session, subscriber.id)
     session.commit()
-    return render_template("web/change_address.html", form=None, email=email, done=True)
+    return render_template("web/links_forgotten.html")
 
 
 @bp.route("/preferences", methods=["GET", "POST"])

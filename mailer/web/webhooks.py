@@ -126,7 +126,7 @@ def _applied(reports: Callable[[Session], list[Report]]) -> Response:
     try:
         found = reports(session)
         counts: Counter[str] = events.apply_reports(
-            session, found, secret_key=_settings().secret_key, now=clock.now()
+            session, found, secret_key=_settings().secret_keys, now=clock.now()
         )
     except Refused as refused:
         session.rollback()

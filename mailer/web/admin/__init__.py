@@ -39,5 +39,6 @@ from mailer.web.admin import (  # noqa: E402, F401
     integration_pages,
     notice_pages,
     outbox_pages,
+    security_pages,
     subscribers,
 )

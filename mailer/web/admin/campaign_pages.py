@@ -196,7 +196,8 @@ def _progress(campaign_id: int) -> dict[str, object]:
     session = db.get_session()
     state = campaigns.progress(session, campaign_id, now=clock.now()).as_dict()
     report = stats.campaign_report(session, campaign_id)
-    assert report is not None
+    if report is None:  # _campaign() above found it
+        abort(404)
     done = report.total - report.pending
     finished = state["status"] == CampaignStatus.FINISHED
     percent = 100 if finished and not report.pending else int(100 * done / (report.total or 1))

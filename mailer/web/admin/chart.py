@@ -63,4 +63,5 @@ def signup_chart(days: Sequence[DayCount]) -> Markup:
     )
     parts.append(f'<polyline class="line-confirmations" points="{points}"/>')
     parts.append("</svg>")
-    return Markup("".join(parts))
+    # Safe: the markup is built here from numbers and dates only, no text from anyone.
+    return Markup("".join(parts))  # noqa: S704

@@ -16,7 +16,7 @@ from mailer.errors import InvalidFeed, InvalidNotice
 from mailer.jobs import get_jobs
 from mailer.models import Feed, Notice, NoticeKind
 from mailer.web.admin import bp
-from mailer.web.admin.auth import audit, login_required
+from mailer.web.admin.auth import admin_required, audit, login_required
 from mailer.web.admin.common import from_local_input, to_local_input
 
 log = logging.getLogger("mailer.web.admin")
@@ -190,12 +190,14 @@ def feeds_list() -> str:
 
 
 @bp.post("/feeds")
-@login_required
+@admin_required
 def feed_add() -> str | Response | tuple[str, int]:
+    """Admins only: a feed makes the workers fetch a URL and mail what it says."""
     session = db.get_session()
     url, kind = request.form.get("url", ""), request.form.get("kind", "")
+    review = bool(request.form.get("review"))
     try:
-        feed_id = feeds.add_feed(session, url=url, kind=kind, now=clock.now())
+        feed_id = feeds.add_feed(session, url=url, kind=kind, now=clock.now(), review=review)
     except InvalidFeed as error:
         session.rollback()
         return _feeds_page(str(error), request.form.to_dict()), 400
@@ -205,8 +207,51 @@ def feed_add() -> str | Response | tuple[str, int]:
     return redirect(url_for("admin.feeds_list"), code=303)
 
 
-@bp.post("/feeds/poll")
+FEED_ACTIONS = {
+    "disable": {"enabled": False},
+    "enable": {"enabled": True},
+    "review": {"review": True},
+    "no-review": {"review": False},
+}
+
+
+@bp.post("/feeds/<int:feed_id>/<action>")
+@admin_required
+def feed_action(feed_id: int, action: str) -> Response:
+    session = db.get_session()
+    if action not in {*FEED_ACTIONS, "delete"}:
+        abort(404)
+    try:
+        if action == "delete":
+            feeds.delete_feed(session, feed_id)
+        else:
+            feeds.set_feed(session, feed_id, **FEED_ACTIONS[action])
+    except InvalidFeed as error:
+        abort(404, str(error))
+    audit(f"feed.{action}", f"feed {feed_id}")
+    session.commit()
+    flash(f"Feed {feed_id}: {action} done.", "ok")
+    return redirect(url_for("admin.feeds_list"), code=303)
+
+
+@bp.post("/notices/<int:notice_id>/approve")
 @login_required
+def notice_approve(notice_id: int) -> Response:
+    """Release a notice from a reviewed feed to automatic sends."""
+    session = db.get_session()
+    try:
+        approved = notices.approve_notice(session, notice_id, now=clock.now())
+    except InvalidNotice as error:
+        abort(404, str(error))
+    if approved:
+        audit("notice.approve", f"notice {notice_id}")
+    session.commit()
+    flash(f"Notice {notice_id} approved: it goes out with the next automatic mail.", "ok")
+    return redirect(url_for("admin.notices_list"), code=303)
+
+
+@bp.post("/feeds/poll")
+@admin_required
 def feeds_poll() -> Response:
     audit("feed.poll")
     db.get_session().commit()

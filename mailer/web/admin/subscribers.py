@@ -31,6 +31,7 @@ from mailer import clock, db, imports, privacy, subscriber_search
 from mailer.errors import SubscriberNotFound
 from mailer.jobs import get_jobs
 from mailer.models import Topic
+from mailer.sending import get_mailroom
 from mailer.web.admin import bp
 from mailer.web.admin.auth import admin_required, audit, current_account
 
@@ -111,7 +112,7 @@ def subscribers_export() -> Response:
         flt = _filter()
     except subscriber_search.InvalidFilter as error:
         abort(400, str(error))
-    audit("subscribers.export", "subscribers", json.dumps(_filter_args(flt)))
+    audit("subscribers.export", "subscribers", flt.audited())
     db.get_session().commit()
     # The stream outlives the request's session: it reads through its own,
     # closed when the last line is sent or the client goes away.
@@ -186,6 +187,7 @@ def subscriber_erase(subscriber_id: int) -> str | Response | tuple[str, int]:
     # The audit entry names the id only: the address itself is what was erased.
     audit("subscriber.erase", f"subscriber {subscriber_id}")
     session.commit()
+    privacy.forget_outbox_mail(get_mailroom().transport, email)
     flash(f"Subscriber {subscriber_id} erased; the address's hash stays suppressed.", "ok")
     return redirect(url_for("admin.subscribers"), code=303)
 
