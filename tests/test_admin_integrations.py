@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from mailer import api_tokens, clock
 from mailer.models import ApiToken, AuditEntry
+from mailer.outbound_webhooks import sealing
 from mailer.outbound_webhooks.models import WebhookEndpoint
 from tests.admin_helpers import post, signed_in
 
@@ -30,7 +31,9 @@ def test_an_admin_adds_an_endpoint_and_sees_its_secret_once(app, session):
     text = answer.get_data(as_text=True)
     secret = re.search(r'id="webhook-secret">(whsec_[^<]+)<', text).group(1)
     endpoint = session.scalars(select(WebhookEndpoint)).one()
-    assert endpoint.secret == secret
+    keys = app.extensions["mailer.settings"].secret_keys
+    assert secret not in endpoint.secret  # sealed at rest
+    assert sealing.unseal(keys, endpoint.secret) == secret
     assert endpoint.event_list == ["subscriber.confirmed", "subscriber.unsubscribed"]
     assert secret not in client.get(f"/admin/webhooks/{endpoint.id}").get_data(as_text=True)
     entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "webhook.create")).one()

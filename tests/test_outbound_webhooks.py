@@ -50,7 +50,13 @@ def hook_app(make_app, receiver):
 def _endpoint(app, url: str, chosen=SUBSCRIBER_EVENTS) -> tuple[int, str]:
     with app.extensions["mailer.sessionmaker"]() as session:
         endpoint_id, secret = endpoints.create(
-            session, url=url, chosen=chosen, description="CRM", actor="test", now=clock.now()
+            session,
+            url=url,
+            chosen=chosen,
+            description="CRM",
+            actor="test",
+            keys=app.extensions["mailer.settings"].secret_keys,
+            now=clock.now(),
         )
         session.commit()
     return endpoint_id, secret

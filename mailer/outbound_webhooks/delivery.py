@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks.webhooks import Webhook
 
 from mailer import admins, metrics, safe_http
+from mailer.outbound_webhooks import sealing
 from mailer.outbound_webhooks.endpoints import disable
 from mailer.outbound_webhooks.models import (
     DeliveryStatus,
@@ -43,6 +44,7 @@ class Rules:
     """How deliveries are sent and retried: MAILER_WEBHOOK_* and the fetch rules of feeds."""
 
     policy: safe_http.Policy
+    keys: tuple[str, ...]  # what opens the endpoints' sealed secrets
     backoff: float
     retry_for: timedelta
     lease: timedelta
@@ -57,6 +59,7 @@ class Rules:
         )
         return cls(
             policy=policy,
+            keys=settings.secret_keys,
             backoff=settings.webhook_retry_backoff,
             retry_for=timedelta(seconds=settings.webhook_retry_for),
             # Longer than a POST can take (its deadline), so only a dead worker's runs out.
@@ -118,7 +121,8 @@ def _claim(session: Session, delivery_id: int, rules: Rules, now: datetime) -> _
         .join(WebhookMessage, WebhookMessage.id == WebhookDelivery.message_id)
         .where(WebhookDelivery.id == delivery_id)
     ).one()
-    return _Claimed(endpoint.url, endpoint.secret, message.msg_id, message.payload)
+    secret = sealing.unseal(rules.keys, endpoint.secret)
+    return _Claimed(endpoint.url, secret, message.msg_id, message.payload)
 
 
 def _post(claimed: _Claimed, rules: Rules, at: datetime) -> tuple[int | None, str]:

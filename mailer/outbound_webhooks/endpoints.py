@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from mailer import events
 from mailer.errors import MailerError
+from mailer.outbound_webhooks import sealing
 from mailer.outbound_webhooks.models import (
     DeliveryStatus,
     WebhookAttempt,
@@ -21,6 +22,7 @@ from mailer.outbound_webhooks.models import (
     WebhookEndpoint,
     WebhookMessage,
 )
+from mailer.tokens import Keys
 
 LOG_PAGE = 50
 
@@ -66,16 +68,20 @@ def create(
     chosen: Sequence[str],
     description: str,
     actor: str,
+    keys: Keys,
     now: datetime,
 ) -> tuple[int, str]:
-    """Store an endpoint; return its id and its secret, which the caller shows once."""
+    """Store an endpoint; return its id and its secret, which the caller shows once.
+
+    The secret is stored sealed under `keys` (MAILER_SECRET_KEY and the old ones).
+    """
     url, names = _checked(url, chosen)
     secret = new_secret()
     endpoint = WebhookEndpoint(
         url=url,
         events=names,
         description=description.strip()[:200],
-        secret=secret,
+        secret=sealing.seal(keys, secret),
         enabled=True,
         created_at=now,
         created_by=actor[:320],

@@ -35,8 +35,9 @@ class WebhookEndpoint(Base):
     url: Mapped[str] = mapped_column(String(2048))
     description: Mapped[str] = mapped_column(String(200), default="")
     events: Mapped[str] = mapped_column(Text)  # comma-separated event types
-    # "whsec_" + base64 of 32 random bytes, as the Standard Webhooks libraries take it.
-    secret: Mapped[str] = mapped_column(String(100))
+    # "whsec_" + base64 of 32 random bytes, as the Standard Webhooks libraries take
+    # it, sealed under the secret key (mailer.outbound_webhooks.sealing).
+    secret: Mapped[str] = mapped_column(String(255))
     enabled: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime]
     created_by: Mapped[str] = mapped_column(String(320), default="")

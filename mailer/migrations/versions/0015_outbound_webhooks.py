@@ -28,7 +28,7 @@ def upgrade() -> None:
         sa.Column("url", sa.String(2048), nullable=False),
         sa.Column("description", sa.String(200), nullable=False),
         sa.Column("events", sa.Text(), nullable=False),
-        sa.Column("secret", sa.String(100), nullable=False),
+        sa.Column("secret", sa.String(255), nullable=False),
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("created_at", TIME, nullable=False),
         sa.Column("created_by", sa.String(320), nullable=False),

@@ -98,6 +98,7 @@ def webhook_new():
             chosen=request.form.getlist("events"),
             description=request.form.get("description", ""),
             actor=current_account().email,
+            keys=settings().secret_keys,
             now=clock.now(),
         )
     except endpoints.InvalidEndpoint as error:
