@@ -43,11 +43,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["mailer.settings"] = settings
     db.init_app(app, settings.database_url, {suppression.INFO_KEY: suppression.keys_for(settings)})
 
-    from mailer import events, jobs
+    from mailer import events, jobs, site
     from mailer.sending import mailroom
     from mailer.web import init_web
 
-    mailroom.init_app(app, settings, TEMPLATES)
+    app.extensions[site.KEY] = site.SiteCache(settings)
+    mailroom.init_app(app, settings, TEMPLATES, app.extensions[site.KEY])
     jobs.init_app(app, settings)
     events.init_app(app, _after_commit(app))
     init_web(app)

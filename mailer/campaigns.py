@@ -10,6 +10,7 @@ from sqlalchemy import delete, exists, func, insert, literal, or_, select, updat
 from sqlalchemy.orm import Session
 
 from mailer import events
+from mailer import site as site_settings
 from mailer.errors import CampaignNotFound, CampaignStateConflict, InvalidCampaign
 from mailer.models import (
     Campaign,
@@ -268,14 +269,18 @@ def apply_action(
     action: str,
     *,
     now: datetime,
+    site: site_settings.SiteSettings,
     send_at: datetime | None = None,
 ) -> ActionOutcome:
     """Do one of ACTIONS; flush, never commit. The caller commits, then, when
     `restart_sending`, queues the batch chains (mailer.jobs.Jobs.start_sending).
 
     Raises CampaignNotFound, CampaignStateConflict (the state does not allow
-    it) or InvalidCampaign. `send_at` is for "schedule" (None unschedules).
+    it), SiteNotReady (no postal address yet: nothing may start or be
+    scheduled) or InvalidCampaign. `send_at` is for "schedule" (None unschedules).
     """
+    if action == "start" or (action == "schedule" and send_at is not None):
+        site_settings.require_ready(site)
     if action == "start":
         count = start_campaign(session, campaign_id, now=now)
         message = f"Sending to {count} recipients."
@@ -372,14 +377,14 @@ def count_audience(
 ) -> int:
     """How many subscribers a campaign of these topics and notices would mail, before it exists.
 
-    With notices given, only the topics they cover count: a reader of videos
-    alone gets nothing from a digest of articles (nobody gets an empty digest).
+    Only the topics the notices cover count: a reader of videos alone gets
+    nothing from a digest of articles (nobody gets an empty digest), and
+    without a notice nobody gets anything: 0.
     """
     chosen = [topic.value for topic in Topic if topic.value in set(topics)] or [
         topic.value for topic in Topic
     ]
-    if notice_ids:
-        chosen = covered_topics(session, chosen, notice_ids)
+    chosen = covered_topics(session, chosen, notice_ids) if notice_ids else []
     if not chosen:
         return 0
     return session.scalar(select(func.count()).select_from(audience(chosen).subquery())) or 0

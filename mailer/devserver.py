@@ -39,7 +39,8 @@ def _environment() -> dict[str, str]:
         "MAILER_SECRET_KEY": _secret_key(),
         "MAILER_BASE_URL": f"http://{HOST}:{PORT}",
         "MAILER_FROM": "Health Notices <notices@localhost>",
-        "MAILER_POSTAL_ADDRESS": "Set MAILER_POSTAL_ADDRESS: your street address, City, Country",
+        # No postal address: readers never see a placeholder; the console's first
+        # page asks for the real one, and nothing is sent until it is set.
         "MAILER_DATABASE_URL": f"sqlite:///{(VAR / 'mailer.db').resolve()}",
         "MAILER_BROKER_URL": f"sqla+sqlite:///{(VAR / 'broker.db').resolve()}",
         "MAILER_SMTP_URL": f"outbox:{(VAR / 'outbox').resolve()}",

@@ -71,3 +71,15 @@ class SubscriberRefused(MailerError):
 
 class AddressLimited(MailerError):
     """The address had its share of confirmation-type mail (per hour and per day)."""
+
+
+class SiteNotReady(InvalidCampaign):
+    """Nothing may be sent yet: the site has no postal address (CAN-SPAM). Says where to set it."""
+
+
+class InvalidSiteSettings(MailerError):
+    """A site setting is malformed; `field` names it and the message says why."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field

@@ -248,6 +248,8 @@ class Notice(Base):
     url: Mapped[str] = mapped_column(String(2048))
     summary: Mapped[str] = mapped_column(Text, default="")
     image_url: Mapped[str] = mapped_column(String(2048), default="")
+    # What the image shows, for readers who cannot see it; empty: the title stands in.
+    image_alt: Mapped[str] = mapped_column(String(300), default="", server_default="")
     published_at: Mapped[datetime] = mapped_column(index=True)
     # Webinars only: when, for how long, in which zone it is announced, where to join.
     starts_at: Mapped[datetime | None]
@@ -409,6 +411,33 @@ class AutomaticSending(Base):
     published_until: Mapped[datetime | None]
     # Automatic campaigns the global pause stopped: resume restarts just these.
     held_campaign_ids: Mapped[str] = mapped_column(Text, default="")
+
+
+class SiteSetting(Base):
+    """The one row (id 1) of site settings changed in the console; NULL: the MAILER_* default.
+
+    `version` goes up with every save, so each process can tell with one
+    primary-key read whether its cached copy is still current (mailer.site).
+    """
+
+    __tablename__ = "site_settings"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[datetime | None]
+    updated_by: Mapped[str] = mapped_column(String(320), default="")
+    # Set when an admin answered the first start's questions (postal address,
+    # automatic sending): until then the console asks them.
+    setup_done_at: Mapped[datetime | None]
+    site_name: Mapped[str | None] = mapped_column(String(100))
+    home_url: Mapped[str | None] = mapped_column(String(2048))
+    postal_address: Mapped[str | None] = mapped_column(String(500))
+    logo_url: Mapped[str | None] = mapped_column(String(2048))
+    brand_colour: Mapped[str | None] = mapped_column(String(7))
+    default_topics: Mapped[str | None] = mapped_column(String(100))
+    default_frequency: Mapped[str | None] = mapped_column(_enum(Frequency))
+    from_name: Mapped[str | None] = mapped_column(String(100))
+    from_address: Mapped[str | None] = mapped_column(String(320))
 
 
 class ApiToken(Base):

@@ -23,6 +23,7 @@ class NoticeDraft:
     url: str
     summary: str = ""
     image_url: str = ""
+    image_alt: str = ""  # what the image shows; empty: the title stands in
     published_at: datetime | None = None
     starts_at: datetime | None = None
     duration_minutes: int | None = None
@@ -79,6 +80,7 @@ def check(draft: NoticeDraft) -> NoticeDraft:
         url=_http_url("url", draft.url, required=True),
         summary=draft.summary.strip()[:5000],
         image_url=_http_url("image_url", draft.image_url, required=False),
+        image_alt=" ".join(draft.image_alt.split())[:300],
         published_at=draft.published_at,
         starts_at=draft.starts_at,
         duration_minutes=draft.duration_minutes,
@@ -103,6 +105,7 @@ def create_notice(
         url=draft.url,
         summary=draft.summary,
         image_url=draft.image_url,
+        image_alt=draft.image_alt,
         published_at=draft.published_at or now,
         starts_at=draft.starts_at,
         duration_minutes=draft.duration_minutes,
@@ -153,6 +156,7 @@ def update_notice(session: Session, notice_id: int, draft: NoticeDraft) -> None:
     draft = check(draft)
     notice.kind, notice.title, notice.url = draft.kind, draft.title, draft.url
     notice.summary, notice.image_url = draft.summary, draft.image_url
+    notice.image_alt = draft.image_alt
     notice.published_at = draft.published_at or notice.published_at
     notice.starts_at, notice.duration_minutes = draft.starts_at, draft.duration_minutes
     notice.time_zone, notice.join_url = draft.time_zone, draft.join_url

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import available_timezones
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailer import antispam, events, suppression, token_rows
+from mailer import antispam, events, suppression, time_zones, token_rows
 from mailer.errors import AddressChangeRefused, InvalidToken
 from mailer.models import (
     Frequency,
@@ -21,8 +20,6 @@ from mailer.models import (
     Topic,
 )
 from mailer.subscriptions import queue_mail
-
-TIME_ZONES = sorted(available_timezones() - {"localtime", "Factory"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +44,7 @@ def update(session: Session, subscriber_id: int, choices: Choices, *, now: datet
     subscriber.topics = [SubscriberTopic(topic=topic) for topic in chosen]
     subscriber.frequency = Frequency(choices.frequency)
     subscriber.name = choices.name.strip()[:100]
-    subscriber.time_zone = choices.time_zone if choices.time_zone in TIME_ZONES else ""
+    subscriber.time_zone = time_zones.canonical(choices.time_zone)
     session.flush()
     events.record_subscriber(session, events.SUBSCRIBER_UPDATED, subscriber, now=now)
 

@@ -130,6 +130,23 @@ def _secret(raw: str) -> str:
     return raw
 
 
+def _optional_url(raw: str) -> str:
+    return _base_url(raw) if raw else raw
+
+
+def _colour(raw: str) -> str:
+    if not re.fullmatch(r"#[0-9a-fA-F]{6}", raw):
+        raise ValueError("must be a colour such as #1d6f8c")
+    return raw.lower()
+
+
+def _topics(raw: str) -> str:
+    chosen = [part.strip().lower() for part in raw.split(",") if part.strip()]
+    if not chosen or set(chosen) - {"article", "video", "webinar"}:
+        raise ValueError("must list topics from article, video, webinar, comma-separated")
+    return ",".join(chosen)
+
+
 # Values people paste from examples and tutorials; a key containing one is refused.
 PLACEHOLDERS = (
     "changeme",
@@ -276,7 +293,7 @@ class Settings:
     secret_key: str
     base_url: str
     sender: str
-    postal_address: str
+    postal_address: str = ""  # empty: set on the console's Site settings page (CAN-SPAM)
     database_url: str = "sqlite:///var/mailer.db"
     broker_url: str = "sqla+sqlite:///var/broker.db"
     smtp_url: str = "outbox:var/outbox"
@@ -288,6 +305,10 @@ class Settings:
     trusted_proxies: int = 0
     ratelimit_storage_url: str = ""  # empty: the broker's Redis, else in-process memory
     site_name: str = "Health Notices"
+    home_url: str = ""  # the site's own home page; empty: the signup page
+    logo_url: str = ""  # an image at the top of every mail and page; empty: the name alone
+    brand_colour: str = "#1d6f8c"  # headers and buttons; white text must read on it
+    default_topics: str = "article,video,webinar"  # ticked at signup, and the compact form's
     site_time_zone: str = "UTC"
     welcome_mail: bool = True
     default_frequency: str = "published"  # preselected at signup: published or weekly
@@ -443,6 +464,10 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "signup_limit": _rate_limit,
     "admin_login_limit": _rate_limit,
     "trusted_proxies": _positive(int),
+    "home_url": _optional_url,
+    "logo_url": _optional_url,
+    "brand_colour": _colour,
+    "default_topics": _topics,
     "welcome_mail": _flag,
     "default_frequency": _choice("published", "weekly"),
     "publish_window_minutes": _positive(float),

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, case, literal, select
+from sqlalchemy import ColumnElement, Select, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from mailer import suppression
@@ -98,8 +98,8 @@ class Page:
     """One page of rows; `after`/`before` are the keys of the next and previous pages."""
 
     rows: list[SubscriberRow]
-    after: int | None  # pass as `after` for the next (older) page; None on the last page
-    before: int | None  # pass as `before` for the previous (newer) page; None on the first
+    after: int | str | None  # pass as `after` for the next page; None on the last page
+    before: int | str | None  # pass as `before` for the previous page; None on the first
 
 
 def _escape_like(text: str) -> str:
@@ -187,45 +187,77 @@ def _with_topics(session: Session, rows: Sequence) -> list[SubscriberRow]:
     ]
 
 
+# The orders the list offers, each on a unique column, so a page's last key is exact.
+SORTS = {
+    "newest": (Subscriber.id, True),
+    "oldest": (Subscriber.id, False),
+    "email": (Subscriber.email, False),
+}
+COUNT_CAP = 10_000  # beyond this the list says "more than 10,000": counting costs a scan
+
+
+def page_key(sort: str, raw: str | None) -> int | str | None:
+    """A page key from the URL: an id for the id orders, an address for the address order."""
+    if not raw:
+        return None
+    if SORTS.get(sort, SORTS["newest"])[0] is Subscriber.email:
+        return raw
+    return int(raw) if raw.isdigit() else None
+
+
 def search(
     session: Session,
     flt: SubscriberFilter,
     *,
-    after: int | None = None,
-    before: int | None = None,
+    after: int | str | None = None,
+    before: int | str | None = None,
     limit: int = PAGE_SIZE,
+    sort: str = "newest",
 ) -> Page:
-    """One page of matching subscribers, newest first.
+    """One page of matching subscribers in the order `sort` names (newest first by default).
 
-    `after` (an id) gives the page that follows the row with that id;
-    `before` the page that precedes it. One extra row is read to know
-    whether there is a further page.
+    `after` (the key of a row: its id, or its address for "email") gives the
+    page that follows that row; `before` the page that precedes it. One extra
+    row is read to know whether there is a further page.
     """
+    column, descending = SORTS.get(sort, SORTS["newest"])
+    forward, backward = (
+        (column.desc(), column.asc()) if descending else (column.asc(), column.desc())
+    )
     query = _matching(flt)
     if before is not None:
-        # Walk upwards from `before`, then turn the rows back into newest-first order.
-        rows = list(
-            session.execute(
-                query.where(Subscriber.id > before).order_by(Subscriber.id.asc()).limit(limit + 1)
-            )
-        )
-        more_newer = len(rows) > limit
+        # Walk back from `before`, then turn the rows round into the page's order.
+        beyond = column > before if descending else column < before
+        rows = list(session.execute(query.where(beyond).order_by(backward).limit(limit + 1)))
+        more = len(rows) > limit
         rows = rows[:limit][::-1]
         return Page(
             _with_topics(session, rows),
-            after=rows[-1].id if rows else None,
-            before=rows[0].id if rows and more_newer else None,
+            after=getattr(rows[-1], column.key) if rows else None,
+            before=getattr(rows[0], column.key) if rows and more else None,
         )
     if after is not None:
-        query = query.where(Subscriber.id < after)
-    rows = list(session.execute(query.order_by(Subscriber.id.desc()).limit(limit + 1)))
-    more_older = len(rows) > limit
+        query = query.where(column < after if descending else column > after)
+    rows = list(session.execute(query.order_by(forward).limit(limit + 1)))
+    more = len(rows) > limit
     rows = rows[:limit]
     return Page(
         _with_topics(session, rows),
-        after=rows[-1].id if rows and more_older else None,
-        before=rows[0].id if rows and after is not None else None,
+        after=getattr(rows[-1], column.key) if rows and more else None,
+        before=getattr(rows[0], column.key) if rows and after is not None else None,
     )
+
+
+def count(session: Session, flt: SubscriberFilter, *, cap: int = COUNT_CAP) -> int:
+    """How many subscribers match, counted up to `cap` (cap + 1 means "more than cap")."""
+    matching = _matching(flt).with_only_columns(Subscriber.id).limit(cap + 1).subquery()
+    return session.scalar(select(func.count()).select_from(matching)) or 0
+
+
+def matching_ids(session: Session, flt: SubscriberFilter, *, limit: int) -> list[int]:
+    """The ids of up to `limit` matching subscribers, newest first (bulk actions)."""
+    query = _matching(flt).with_only_columns(Subscriber.id).order_by(Subscriber.id.desc())
+    return list(session.scalars(query.limit(limit)))
 
 
 def iter_matching(

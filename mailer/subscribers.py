@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailer import imports, preferences, subscriptions, suppression
+from mailer import imports, preferences, subscriptions, suppression, time_zones
 from mailer.errors import AddressLimited, SubscriberConflict, SubscriberNotFound, SubscriberRefused
 from mailer.models import Frequency, Subscriber, SubscriberStatus
 from mailer.stats import BOUNCE_REASONS
@@ -129,7 +129,7 @@ def change(
         raise SubscriberConflict(
             f"only a confirmed subscriber can change; this one is {subscriber.status}"
         )
-    if time_zone and time_zone not in preferences.TIME_ZONES:
+    if time_zone and not time_zones.canonical(time_zone):
         raise SubscriberRefused(f"time_zone {time_zone[:64]!r} is not an IANA zone")
     preferences.update(
         session,

@@ -44,6 +44,7 @@ class Purpose(enum.StrEnum):
     UNSUBSCRIBE = "unsubscribe"  # (subscriber id, campaign id or 0): List-Unsubscribe
     BOUNCE = "bounce"  # (delivery id,): the VERP return path of a campaign mail
     BOUNCE_MAIL = "bounce-mail"  # (transactional mail id,)
+    WEB_VIEW = "web-view"  # (campaign id,): the "view in your browser" page, no reader in it
 
 
 class RowGone(InvalidToken):

@@ -119,8 +119,9 @@ def test_the_audience_count_follows_topics_and_the_notices_kinds(app: Flask) -> 
     def count(**query: list) -> int:
         return client.get("/admin/campaigns/audience", query_string=query).get_json()["recipients"]
 
-    assert count(topics=["article", "video", "webinar"]) == 6
-    assert count(topics=["video"]) == 5
+    # No notice ticked: nobody would get anything (issue 14: it said 6 here).
+    assert count(topics=["article", "video", "webinar"]) == 0
+    assert count(topics=["video"]) == 0
     assert count(topics=["article", "video", "webinar"], notices=[article]) == 3
     assert count(topics=["article", "video", "webinar"], notices=[article, video]) == 5
     assert count(topics=["webinar"], notices=[article]) == 0

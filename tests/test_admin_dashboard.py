@@ -126,7 +126,10 @@ def test_dashboard_page_shows_states_chart_rate_and_last_campaigns(app: Flask) -
         # Last 7 days: p1, p2, c1, gone, six readers and left signed up; all but p1, p2 confirmed.
         "confirmation-rate": "82%",
     }
-    assert '<svg class="chart"' in page and "Signups and confirmations per day" in page
+    assert (
+        '<svg class="chart"' in page
+        and "Signups, imports, confirmations and net growth per day" in page
+    )
     assert "<polyline" in page and "<rect" in page
     row = re.search(r"November digest</a></td>(.*?)</tr>", page, re.S)
     assert row

@@ -334,14 +334,14 @@ def test_pause_stops_automatic_sends_and_resume_continues(auto_app, session, inb
 
     paused = _cli(auto_app, "pause")
     assert paused.exit_code == 0, paused.output
-    assert "automatic sending: paused" in paused.output
+    assert "Automatic sending is paused since" in paused.output
     assert _tick(auto_app, session, WEDNESDAY + timedelta(hours=1)) == 0
     assert session.scalar(select(func.count()).select_from(Campaign)) == 0
     status = json.loads(_cli(auto_app, "status", "--json").output)
     assert status["paused"] is True and status["changed_by"].startswith("cli")
 
     resumed = _cli(auto_app, "resume")
-    assert resumed.exit_code == 0 and "automatic sending: on" in resumed.output
+    assert resumed.exit_code == 0 and "Automatic sending is on." in resumed.output
     # Planned while running; paused before any worker got to it; resumed.
     assert _tick_without_worker(auto_app, WEDNESDAY + timedelta(hours=2)) == 1
     assert _cli(auto_app, "pause").exit_code == 0
@@ -359,7 +359,7 @@ def test_pause_stops_automatic_sends_and_resume_continues(auto_app, session, inb
     session.expire_all()
     assert session.get(Campaign, campaign.id).status == "finished"
     shown = _cli(auto_app, "status").output
-    assert "automatic sending: on" in shown and f"campaign {campaign.id:>5}  published" in shown
+    assert "Automatic sending is on." in shown and f"campaign {campaign.id:>5}  published" in shown
 
 
 def _tick_without_worker(app, at: datetime) -> int:

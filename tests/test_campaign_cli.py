@@ -177,7 +177,8 @@ def test_preview_and_send_test_before_starting(app, session, inbox):
     with running_worker(app):  # queued: the worker talks to the relay, not the command
         sent = _cli(app, "campaign", "send-test", campaign_id, "--to", "Editor@Example.org")
         assert sent.exit_code == 0, sent.output
-        assert f"test of campaign {campaign_id} queued for editor@example.org" in sent.output
+        expected = f"A test of campaign {campaign_id} is on its way to editor@example.org."
+        assert expected in sent.output
         [mail] = inbox.wait_for("editor@example.org")
         assert mail.message["Subject"] == "[Test] New video"
         [entry] = wait_until(lambda: _audit(session, "campaign.test"))

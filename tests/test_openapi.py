@@ -28,13 +28,31 @@ MAX_EXAMPLES = 25
 # A request of the right shape may still ask for something impossible (a notice
 # that does not exist, an address that cannot be mailed): the API answers 422
 # for that, and 409 or 429 for a state or limit; none of these means it
-# rejected valid data.
+# rejected valid data. (5xx is left out of both lists: it is never right.)
 CONFIG = schemathesis.Config.from_dict(
     {
         "checks": {
             "positive_data_acceptance": {
                 "expected-statuses": ["2xx", "401", "403", "404", "409", "422", "429"]
-            }
+            },
+            # A body over MAILER_MAX_BODY_BYTES (1001 events, say) is refused before it
+            # is read: 413, in the problem format like every other refusal.
+            "negative_data_rejection": {
+                "expected-statuses": [
+                    "400",
+                    "401",
+                    "403",
+                    "404",
+                    "405",
+                    "406",
+                    "409",
+                    "413",
+                    "415",
+                    "422",
+                    "428",
+                    "429",
+                ]
+            },
         }
     }
 )

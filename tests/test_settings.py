@@ -9,7 +9,6 @@ REQUIRED = {
     "MAILER_SECRET_KEY": "settings-test-key-5b7d9f1a3c5e7092-4f6a8c0e2b4d",
     "MAILER_BASE_URL": "https://news.example.com/",
     "MAILER_FROM": "Health Notices <notices@example.com>",
-    "MAILER_POSTAL_ADDRESS": "1 Main Street, Springfield",
 }
 
 
@@ -19,6 +18,8 @@ def test_reads_required_and_defaults():
     assert settings.sender_domain == "example.com"
     assert settings.check_deliverability is True  # on by default in production
     assert settings.trusted_proxies == 0
+    # Optional now: the console's Site settings page sets it, and nothing is sent without it.
+    assert settings.postal_address == ""
 
 
 @pytest.mark.parametrize("missing", sorted(REQUIRED))
@@ -36,6 +37,9 @@ def test_missing_required_setting_is_named(missing):
         ("MAILER_TRUSTED_PROXIES", "-1"),
         ("MAILER_BASE_URL", "news.example.com"),
         ("MAILER_FROM", "not an address"),
+        ("MAILER_BRAND_COLOUR", "blue"),
+        ("MAILER_DEFAULT_TOPICS", "article,podcast"),
+        ("MAILER_HOME_URL", "www.example.com"),
         ("MAILER_DATABASE_URL", "mysql://x"),
         ("MAILER_SMTP_URL", "http://relay"),
         ("MAILER_SIGNUP_LIMIT", "lots"),

@@ -165,7 +165,7 @@ def test_a_post_without_the_one_click_body_is_refused(list_app, session):
 def _preferences(client, received: Received) -> tuple[str, str]:
     path = path_of(link(PREFERENCES_LINK, received.message))
     page = client.get(path)
-    assert page.status_code == 200
+    assert page.status_code == 200, page.text
     return path, hidden(page.text, "csrf_token")
 
 

@@ -5,6 +5,7 @@ Task names are mailer.jobs' constants: the web process queues by name.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import datetime
 
@@ -22,6 +23,7 @@ from mailer import (
     mailbox,
     metrics,
     safe_http,
+    site,
     subscriptions,
 )
 from mailer.outbound_webhooks import delivery as webhook_delivery
@@ -33,6 +35,10 @@ log = logging.getLogger("worker.tasks")
 
 def _settings():
     return current_app.extensions["mailer.settings"]
+
+
+def _site(session) -> site.SiteSettings:
+    return current_app.extensions[site.KEY].get(session)
 
 
 @shared_task(
@@ -120,6 +126,10 @@ def start_due_campaigns() -> int:
     session = db.get_session()
     now = clock.now()
     due = campaigns.due_campaigns(session, now=now)
+    if due and not _site(session).ready:
+        # They stay scheduled and start at the first tick after an admin sets the address.
+        log.warning("scheduled campaigns %s wait: %s", due, site.POSTAL_ADDRESS_MISSING)
+        due = []
     for campaign_id in due:
         campaigns.start_campaign(session, campaign_id, now=now)
     session.commit()
@@ -137,10 +147,16 @@ def plan_automatic_sends(at: str | None = None) -> int:
     picks the committed campaigns up as stalled.
     """
     session = db.get_session()
+    current = _site(session)
+    if not current.ready:
+        # Notices wait: the first tick after the address is set sends what is due.
+        log.warning("automatic sending waits: %s", site.POSTAL_ADDRESS_MISSING)
+        return 0
+    schedule = dataclasses.replace(
+        automatic.Schedule.from_settings(_settings()), site_name=current.site_name
+    )
     started = automatic.plan_due(
-        session,
-        automatic.Schedule.from_settings(_settings()),
-        now=datetime.fromisoformat(at) if at else clock.now(),
+        session, schedule, now=datetime.fromisoformat(at) if at else clock.now()
     )
     session.commit()
     for campaign_id in started:

@@ -28,7 +28,7 @@ def _read_password() -> str:
         return click.prompt("Password", hide_input=True, confirmation_prompt=True)
     password = sys.stdin.readline().rstrip("\r\n")
     if not password:
-        raise click.ClickException("no password on stdin (the first line is read)")
+        raise click.ClickException("There was no password on stdin: its first line is read.")
     return password
 
 
@@ -46,7 +46,7 @@ def admin_create(email: str, role: str) -> None:
     except MailerError as error:
         fail(error)
     session.commit()
-    click.echo(f"account {admin_id} created: {email.strip().lower()} ({role})")
+    click.echo(f"Account {admin_id} created: {email.strip().lower()} ({role}).")
 
 
 @admin_group.command("list")
@@ -68,7 +68,7 @@ def _account(email: str) -> admins.Account:
     except MailerError as error:
         fail(error)
     if account is None:
-        raise click.ClickException(f"no account for {email}")
+        raise click.ClickException(f"There is no account for {email}.")
     return account
 
 
@@ -83,7 +83,7 @@ def admin_set_password(email: str) -> None:
         fail(error)
     admins.audit(session, "cli", "account.reset-password", account.email, now=clock.now())
     session.commit()
-    click.echo(f"password of {account.email} changed")
+    click.echo(f"The password of {account.email} is changed; their sessions have ended.")
 
 
 @admin_group.command("deactivate")
@@ -97,7 +97,7 @@ def admin_deactivate(email: str) -> None:
         fail(error)
     admins.audit(session, "cli", "account.deactivate", account.email, now=clock.now())
     session.commit()
-    click.echo(f"{account.email} deactivated")
+    click.echo(f"{account.email} is deactivated and logged out.")
 
 
 @admin_group.command("reset-2fa")
@@ -108,4 +108,4 @@ def admin_reset_2fa(email: str) -> None:
     two_factor.disable(session, account.id)
     admins.audit(session, "cli", "account.2fa-reset", account.email, now=clock.now())
     session.commit()
-    click.echo(f"two-factor sign-in of {account.email} is off; they set it up again after login")
+    click.echo(f"Two-factor sign-in of {account.email} is off; they set it up again after login.")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 
 import click
 from flask.cli import AppGroup
 
 from mailer import automatic, clock, db
+from mailer.cli.common import audit, who
 from mailer.jobs import get_jobs
 
 
@@ -17,19 +17,14 @@ def auto_group() -> None:
     """Automatic sends: notices as published, weekly digests, webinar reminders."""
 
 
-def _who() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no login name in some containers
-        return "cli"
-
-
 def _show(state: automatic.Status) -> None:
     if state.paused:
-        click.echo(f"automatic sending: paused since {state.changed_at:%Y-%m-%d %H:%M} UTC")
-        click.echo(f"paused by: {state.changed_by}")
+        click.echo(
+            f"Automatic sending is paused since {state.changed_at:%Y-%m-%d %H:%M} UTC, "
+            f"by {state.changed_by}."
+        )
     else:
-        click.echo("automatic sending: on")
+        click.echo("Automatic sending is on.")
     for campaign in state.campaigns:
         counts = ", ".join(f"{n} {name}" for name, n in sorted(campaign["deliveries"].items()))
         click.echo(
@@ -42,7 +37,8 @@ def _show(state: automatic.Status) -> None:
 def auto_pause() -> None:
     """Stop automatic sending; automatic campaigns now sending pause where they are."""
     session = db.get_session()
-    state = automatic.pause(session, now=clock.now(), by=_who())
+    state = automatic.pause(session, now=clock.now(), by=who())
+    audit(session, "automatic.pause", "automatic sending")
     session.commit()
     _show(state)
 
@@ -51,7 +47,8 @@ def auto_pause() -> None:
 def auto_resume() -> None:
     """Start automatic sending again; what the pause held goes on where it stopped."""
     session = db.get_session()
-    resumed = automatic.resume(session, now=clock.now(), by=_who())
+    resumed = automatic.resume(session, now=clock.now(), by=who())
+    audit(session, "automatic.resume", "automatic sending")
     session.commit()
     for campaign_id in resumed:  # committed first, then queued
         get_jobs().start_sending(campaign_id)
@@ -59,7 +56,7 @@ def auto_resume() -> None:
 
 
 @auto_group.command("status")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def auto_status(as_json: bool) -> None:
     """Whether automatic sending is on, and the latest automatic campaigns."""
     state = automatic.status(db.get_session())

@@ -58,9 +58,9 @@ def keygen(selector: str, bits: str, out: Path, domain: str | None) -> None:
         # O_EXCL: never replace a key whose public half may already be in DNS.
         handle = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise click.ClickException(f"{out} exists; not overwriting a key") from None
+        raise click.ClickException(f"{out} exists already; a key is never overwritten.") from None
     except OSError as error:
-        raise click.ClickException(f"cannot write {out}: {error.strerror}") from None
+        raise click.ClickException(f"Cannot write {out}: {error.strerror}.") from None
     key = rsa.generate_private_key(public_exponent=65537, key_size=int(bits))
     with os.fdopen(handle, "wb") as file:
         file.write(
@@ -70,7 +70,7 @@ def keygen(selector: str, bits: str, out: Path, domain: str | None) -> None:
                 serialization.NoEncryption(),
             )
         )
-    click.echo(f"wrote a {bits}-bit key to {out} (mode 0600); publish this record:", err=True)
+    click.echo(f"Wrote a {bits}-bit key to {out} (mode 0600). Publish this record:", err=True)
     click.echo(zone_line(selector, signing_domain, public_record(key)))
     click.echo(
         f"then set MAILER_DKIM_KEY_FILE={out.resolve()} MAILER_DKIM_SELECTOR={selector}", err=True

@@ -22,7 +22,7 @@ def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION (default: the newest)."""
     settings = current_app.extensions["mailer.settings"]
     upgrade(settings.database_url, revision, suppression.keys_for(settings)[0])
-    click.echo(f"database at {revision}")
+    click.echo(f"The database is at revision {revision}.")
 
 
 @db_group.command("downgrade")
@@ -32,7 +32,7 @@ def db_downgrade(revision: str) -> None:
     command.downgrade(
         alembic_config(current_app.extensions["mailer.settings"].database_url), revision
     )
-    click.echo(f"database at {revision}")
+    click.echo(f"The database is at revision {revision}.")
 
 
 @click.command("purge")
@@ -42,4 +42,4 @@ def purge() -> None:
     session = db.get_session()
     count = subscriptions.purge_unconfirmed(session, now=clock.now())
     session.commit()
-    click.echo(f"purged {count} unconfirmed signups")
+    click.echo(f"Deleted {count} signups left unconfirmed for over 7 days.")

@@ -1,14 +1,21 @@
-"""`mailer notice add`, `mailer feed add|poll`, `mailer api-token create`."""
+"""`mailer notice add|list`, `mailer feed add|poll`, `mailer api-token create`.
+
+What changes data goes into the audit log, as in the console.
+"""
 
 from __future__ import annotations
+
+import json
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
+from sqlalchemy import select
 
 from mailer import api_tokens, clock, db, feeds, notices, safe_http
-from mailer.cli.common import fail, when
+from mailer.cli.common import audit, fail, when
 from mailer.errors import MailerError
+from mailer.models import Notice
 
 
 @click.group("notice", cls=AppGroup)
@@ -18,21 +25,23 @@ def notice_group() -> None:
 
 @notice_group.command("add")
 @click.option("--kind", type=click.Choice(["article", "video", "webinar"]), required=True)
-@click.option("--title", required=True)
-@click.option("--url", required=True)
-@click.option("--summary", default="")
-@click.option("--image-url", default="")
-@click.option("--published-at", help="ISO 8601 with offset; default now")
-@click.option("--starts-at", help="webinars: ISO 8601 with offset")
-@click.option("--duration-minutes", type=int, help="webinars")
-@click.option("--time-zone", default="", help="webinars: IANA zone it is announced in")
-@click.option("--join-url", default="", help="webinars")
+@click.option("--title", required=True, help="The title as readers see it.")
+@click.option("--url", required=True, help="The page on your site.")
+@click.option("--summary", default="", help="A sentence or two under the title.")
+@click.option("--image-url", default="", help="A picture shown above the title in the mail.")
+@click.option("--image-alt", default="", help="What the picture shows (default: the title).")
+@click.option("--published-at", help="ISO 8601 with an offset (default: now).")
+@click.option("--starts-at", help="Webinars: when it starts, ISO 8601 with an offset.")
+@click.option("--duration-minutes", type=int, help="Webinars: how long it lasts.")
+@click.option("--time-zone", default="", help="Webinars: the IANA zone it is announced in.")
+@click.option("--join-url", default="", help="Webinars: where to join.")
 def notice_add(
     kind: str,
     title: str,
     url: str,
     summary: str,
     image_url: str,
+    image_alt: str,
     published_at: str | None,
     starts_at: str | None,
     duration_minutes: int | None,
@@ -47,6 +56,7 @@ def notice_add(
         url=url,
         summary=summary,
         image_url=image_url,
+        image_alt=image_alt,
         published_at=when(published_at),
         starts_at=when(starts_at),
         duration_minutes=duration_minutes,
@@ -57,8 +67,38 @@ def notice_add(
         notice_id = notices.create_notice(session, draft, source="cli", now=clock.now())
     except MailerError as error:
         fail(error)
+    audit(session, "notice.create", f"notice {notice_id}", " ".join(title.split()))
     session.commit()
     click.echo(notice_id)
+
+
+@notice_group.command("list")
+@click.option("--limit", default=20, show_default=True, help="How many, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
+def notice_list(limit: int, as_json: bool) -> None:
+    """List the newest notices: id, kind, when published, where from, title."""
+    rows = db.get_session().scalars(select(Notice).order_by(Notice.id.desc()).limit(limit)).all()
+    if not rows and not as_json:
+        click.echo("There are no notices yet.")
+    for notice in rows:
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "id": notice.id,
+                        "kind": notice.kind,
+                        "title": notice.title,
+                        "url": notice.url,
+                        "published_at": notice.published_at.isoformat(),
+                        "source": notice.source,
+                    }
+                )
+            )
+        else:
+            click.echo(
+                f"{notice.id:>6}  {notice.kind:<7}  {notice.published_at:%Y-%m-%d %H:%M}  "
+                f"{notice.source:<5}  {notice.title}"
+            )
 
 
 @click.group("api-token", cls=AppGroup)
@@ -75,6 +115,7 @@ def api_token_create(name: str) -> None:
         token = api_tokens.create_token(session, name=name, now=clock.now())
     except MailerError as error:
         fail(error)
+    audit(session, "api-token.create", name.strip()[:100])
     session.commit()
     click.echo(token)
     click.echo("Store it now: only its hash is kept, so it cannot be shown again.", err=True)
@@ -96,6 +137,7 @@ def feed_add(url: str, kind: str, review: bool) -> None:
         feed_id = feeds.add_feed(session, url=url, kind=kind, now=clock.now(), review=review)
     except MailerError as error:
         fail(error)
+    audit(session, "feed.add", f"feed {feed_id}", url.strip())
     session.commit()
     click.echo(feed_id)
 
@@ -142,7 +184,7 @@ def feed_delete(feed_id: int) -> None:
 
 @feed_group.command("poll")
 def feed_poll() -> None:
-    """Poll every enabled feed now (beat does it every 15 minutes); fail if any feed did."""
+    """Poll every enabled feed now (the beat does it every 15 minutes); fail if any feed failed."""
     results = feeds.poll_all(
         current_app.extensions["mailer.sessionmaker"],
         safe_http.Policy.from_settings(current_app.extensions["mailer.settings"]),
@@ -154,8 +196,8 @@ def feed_poll() -> None:
             if result.error
             else f"{result.imported} imported, {result.skipped} skipped"
         )
-        click.echo(f"feed {result.feed_id} {result.url}: {outcome}")
+        click.echo(f"Feed {result.feed_id} ({result.url}): {outcome}.")
     failed = sum(1 for result in results if result.error)
     if failed:
         # Every feed was polled all the same; the status is for cron and monitoring.
-        raise click.ClickException(f"{failed} of {len(results)} feeds failed")
+        raise click.ClickException(f"{failed} of {len(results)} feeds failed.")

@@ -7,7 +7,6 @@ export reads a keyset batch at a time, so a million rows never sit in memory.
 from __future__ import annotations
 
 import csv
-import getpass
 import sys
 from collections import Counter
 from pathlib import Path
@@ -17,7 +16,7 @@ from flask.cli import AppGroup
 from sqlalchemy.exc import SQLAlchemyError
 
 from mailer import admins, clock, db, imports, subscriber_search
-from mailer.cli.common import fail
+from mailer.cli.common import fail, who
 from mailer.errors import MailerError
 from mailer.jobs import get_jobs
 
@@ -62,7 +61,7 @@ def subscribers_import(path: Path, consent_proof: str, topics: str, report: Path
     subscribed once its owner confirms. Rejected rows (invalid, duplicate,
     suppressed, already subscribed, unknown topic) go to the report file.
     """
-    actor = f"cli:{getpass.getuser()}"
+    actor = who()
     try:
         options = imports.ImportOptions(
             actor=actor,
@@ -80,7 +79,7 @@ def subscribers_import(path: Path, consent_proof: str, topics: str, report: Path
     with (
         path.open("rb") as stream,
         report.open("w", newline="", encoding="utf-8") as report_file,
-        click.progressbar(length=summary.rows, label="importing", file=sys.stderr) as bar,
+        click.progressbar(length=summary.rows, label="Importing", file=sys.stderr) as bar,
     ):
         writer = csv.writer(report_file)
         writer.writerow(["row", "email", "reason"])
@@ -157,7 +156,7 @@ def subscribers_export(state: str | None, topic: str | None, query: str) -> None
     session = db.get_session()
     admins.audit(
         session,
-        f"cli:{getpass.getuser()}",
+        who(),
         "subscribers.export",
         "subscribers",
         flt.audited(),

@@ -103,6 +103,7 @@ class Composer:
         now: datetime,
         headers: Mapping[str, str] | None = None,
         return_path: str | None = None,
+        sender: Address | None = None,
     ) -> Outgoing:
         """A multipart/alternative message (text first, HTML last: RFC 2046 §5.1.4).
 
@@ -118,6 +119,7 @@ class Composer:
             now=now,
             headers=headers,
             return_path=return_path,
+            sender=sender,
         )
 
     def assemble(
@@ -131,12 +133,15 @@ class Composer:
         headers: Mapping[str, str] | None = None,
         attachments: Sequence[Attachment] = (),
         return_path: str | None = None,
+        sender: Address | None = None,
     ) -> Outgoing:
         """The message from already rendered parts (campaigns render once per audience).
 
         `return_path` is the envelope sender (MAIL FROM), where bounces go;
-        by default the From address.
+        by default the From address. `sender` is the From in force at send
+        time (the site settings'); by default MAILER_FROM.
         """
+        sender = sender or self.sender
         recipient = to if to.isascii() else envelope_form(to)  # skip the IDNA work when ASCII
         if recipient.isascii():
             message = EmailMessage(policy=policy.SMTP)
@@ -147,7 +152,7 @@ class Composer:
             # for SMTPUTF8 and refuses if it is not offered.
             message = EmailMessage(policy=policy.SMTPUTF8)
             message["To"] = recipient
-        message["From"] = self.sender
+        message["From"] = sender
         message["Subject"] = subject
         message["Date"] = format_datetime(now)
         # 128 random bits from the OS: a bounce report that quotes this id is
@@ -167,4 +172,4 @@ class Composer:
                 subtype=attachment.subtype,
                 filename=attachment.filename,
             )
-        return Outgoing(message, mail_from=return_path or self.sender.addr_spec, rcpt_to=recipient)
+        return Outgoing(message, mail_from=return_path or sender.addr_spec, rcpt_to=recipient)

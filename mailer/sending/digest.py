@@ -9,6 +9,7 @@ placeholders that are filled per recipient by plain string replacement.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,10 +21,21 @@ from icalendar import Calendar, Event
 from mailer.models import Campaign, Notice
 from mailer.sending.compose import Attachment, Composer
 from mailer.sending.transport import Outgoing
+from mailer.site import SiteSettings
 
 GREETING, PREFERENCES = "@@mailer-greeting@@", "@@mailer-preferences@@"
 UNSUBSCRIBE = "@@mailer-unsubscribe@@"
 KIND_LABELS = {"article": "New article", "video": "New video", "webinar": "Webinar"}
+# An intro that greets already ("Hi all,", "Dear readers") gets no "Hello," above it.
+GREETS = re.compile(
+    r"^\W*(hello|hi|hey|dear|greetings|good (morning|afternoon|evening|day)|welcome)\b",
+    re.IGNORECASE,
+)
+
+
+def greets(intro: str) -> bool:
+    """Whether the campaign's introduction opens with a greeting of its own."""
+    return bool(GREETS.match(intro))
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +95,14 @@ class DigestRenderer:
         notices: Sequence[Notice],
         *,
         site_time_zone: str = "UTC",
+        site: SiteSettings | None = None,
+        view_url: str = "",
     ) -> None:
         self.composer = composer
+        # The site settings in force when the renderer was made (name, postal
+        # address, look, sender); without them, MAILER_*'s.
+        self.site = site
+        self.view_url = view_url  # "view in your browser": one page per campaign
         self.campaign_id = campaign.id
         self.subject = campaign.subject
         self.intro = campaign.intro
@@ -92,7 +110,7 @@ class DigestRenderer:
         self.notices = list(notices)
         self.site_zone = site_time_zone
         self._variants: dict[tuple[tuple[str, ...], str, tuple[int, ...]], _Variant | None] = {}
-        site_name = str(composer.defaults.get("site_name", ""))
+        site_name = site.site_name if site else str(composer.defaults.get("site_name", ""))
         # One list for everything the site sends: unsubscribing leaves all of it.
         self.list_id = formataddr((site_name, f"notices.{composer.sender_domain}"))
 
@@ -127,6 +145,7 @@ class DigestRenderer:
                 "url": notice.url,
                 "summary": notice.summary,
                 "image_url": notice.image_url,
+                "image_alt": notice.image_alt or notice.title,
                 "join_url": notice.join_url,
                 "when": _when(notice, zone) if notice.kind == "webinar" else "",
             }
@@ -135,7 +154,9 @@ class DigestRenderer:
         text, html_part = self.composer.render(
             "digest",
             {
-                "greeting": GREETING,
+                **(self.site.mail_context() if self.site else {}),
+                "view_url": self.view_url,
+                "greeting": "" if greets(self.intro) else GREETING,
                 "intro": self.intro,
                 "notices": items,
                 "topics": [topic for topic in ("article", "video", "webinar") if topic in wanted],
@@ -178,6 +199,7 @@ class DigestRenderer:
             html=html_part,
             now=now,
             attachments=variant.attachments,
+            sender=self.site.sender if self.site else None,
             headers={
                 "List-Unsubscribe": f"<{recipient.unsubscribe_url}>, "
                 f"<{recipient.unsubscribe_mailto}>",
@@ -207,3 +229,19 @@ def sample(renderer: DigestRenderer, *, to: str, base_url: str, now: datetime) -
     if outgoing is not None:
         outgoing.message.replace_header("Subject", f"[Test] {renderer.subject}")
     return outgoing
+
+
+def web_view(renderer: DigestRenderer, *, base_url: str) -> str | None:
+    """The campaign's HTML for its "view in your browser" page: no personal data on it.
+
+    It reads as a subscriber of all the campaign's topics in the site's time
+    zone gets it, greeted by no name; its footer's links lead to the page
+    where a reader asks for their own preferences link, never to anyone's.
+    """
+    variant = renderer._variant(tuple(sorted(renderer.campaign_topics)), "")
+    if variant is None:
+        return None
+    page = variant.html.replace(GREETING, "Hello,")
+    for placeholder in (PREFERENCES, UNSUBSCRIBE):
+        page = page.replace(placeholder, f"{base_url}/preferences")
+    return page

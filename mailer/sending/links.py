@@ -35,6 +35,11 @@ class LinkMaker:
         token = self.unsubscribe_token(subscriber_id, campaign_id, key)
         return f"mailto:unsubscribe+{token}@{self.mail_domain}?subject=unsubscribe"
 
+    def view_url(self, campaign_id: int) -> str:
+        """The campaign's "view in your browser" page: the same for every reader (no row key)."""
+        token = tokens.make_compact(self.keys, tokens.Purpose.WEB_VIEW, campaign_id, bind="")
+        return f"{self.base_url}/view/{token}"
+
     def return_path(self, purpose: tokens.Purpose, subject_id: int, *, bind: str) -> str:
         """The VERP envelope sender: a bounce names the mail it is about by its address."""
         token = tokens.make_compact(self.keys, purpose, subject_id, bind=bind)

@@ -20,13 +20,15 @@ from mailer.sending import batch, breaker, ratelimit, signing, transactional, tr
 from mailer.sending.batch import BatchOutcome
 from mailer.sending.breaker import Breaker
 from mailer.sending.compose import Composer
-from mailer.sending.digest import sample
+from mailer.sending.digest import sample, web_view
 from mailer.sending.ledger import BatchSettings, CampaignLedger
 from mailer.sending.links import LinkMaker
 from mailer.sending.ratelimit import Bucket
 from mailer.sending.renderers import RendererCache, load_renderer
 from mailer.sending.transport import Outgoing, SendResult, Transport
 from mailer.settings import Settings
+from mailer.site import SiteCache
+from mailer.site import defaults as site_defaults
 
 KEY = "mailer.mailroom"
 
@@ -56,20 +58,24 @@ class Mailroom:
     retry: Retry
     site_time_zone: str
     base_url: str
+    site: SiteCache  # the site settings in force at send time (sender, name, address, look)
 
     @classmethod
-    def from_settings(cls, settings: Settings, templates: Path) -> Mailroom:
+    def from_settings(
+        cls, settings: Settings, templates: Path, site: SiteCache | None = None
+    ) -> Mailroom:
         """Build every part; a bad DKIM key stops start-up here (SettingsError)."""
         composer = Composer(
             templates,
             sender=settings.sender,
             sender_domain=settings.sender_domain,
             defaults={
-                "site_name": settings.site_name,
                 "base_url": settings.base_url,
-                "postal_address": settings.postal_address,
+                "view_url": "",
+                **site_defaults(settings).mail_context(),
             },
         )
+        links = LinkMaker(settings.base_url, settings.secret_keys, settings.sender_domain)
         return cls(
             transport=transport.from_url(
                 settings.smtp_url,
@@ -77,14 +83,17 @@ class Mailroom:
                 signer=signing.from_settings(settings),
             ),
             composer=composer,
-            links=LinkMaker(settings.base_url, settings.secret_keys, settings.sender_domain),
+            links=links,
             bucket=ratelimit.for_broker(settings.broker_url, settings.send_rate),
             breaker=Breaker(breaker.for_broker(settings.broker_url)),
             batch=BatchSettings.from_settings(settings),
-            renderers=RendererCache(composer, site_time_zone=settings.site_time_zone),
+            renderers=RendererCache(
+                composer, site_time_zone=settings.site_time_zone, view_url=links.view_url
+            ),
             retry=Retry(settings.retry_backoff, settings.retry_max),
             site_time_zone=settings.site_time_zone,
             base_url=settings.base_url,
+            site=site or SiteCache(settings),
         )
 
     def send_mail(self, session: Session, mail_id: int, *, now: datetime, retries: int) -> str:
@@ -95,6 +104,7 @@ class Mailroom:
             transport=self.transport,
             composer=self.composer,
             links=self.links,
+            site=self.site.get(session),
             now=now,
             final_attempt=retries >= self.retry.max_retries,
         )
@@ -108,7 +118,7 @@ class Mailroom:
     ) -> BatchOutcome:
         """Claim, send and record one batch of the campaign."""
         with factory() as session:
-            renderer = self.renderers.get(session, campaign_id)
+            renderer = self.renderers.get(session, campaign_id, self.site.get(session))
         return batch.send_batch(
             CampaignLedger(factory, campaign_id, self.batch, clock),
             renderer=renderer,
@@ -123,9 +133,25 @@ class Mailroom:
     ) -> Outgoing | None:
         """The campaign as a reader of all its topics gets it, links disarmed (preview, test)."""
         renderer = load_renderer(
-            session, campaign_id, self.composer, site_time_zone=self.site_time_zone
+            session,
+            campaign_id,
+            self.composer,
+            site_time_zone=self.site_time_zone,
+            site=self.site.get(session),
+            view_url=self.links.view_url(campaign_id),
         )
         return sample(renderer, to=to, base_url=self.base_url, now=now)
+
+    def web_view(self, session: Session, campaign_id: int) -> str | None:
+        """The HTML of a campaign's "view in your browser" page (no reader's data in it)."""
+        renderer = load_renderer(
+            session,
+            campaign_id,
+            self.composer,
+            site_time_zone=self.site_time_zone,
+            site=self.site.get(session),
+        )
+        return web_view(renderer, base_url=self.base_url)
 
     def send_test(
         self, session: Session, campaign_id: int, *, to: str, now: datetime
@@ -144,9 +170,9 @@ class Mailroom:
             close()
 
 
-def init_app(app: Flask, settings: Settings, templates: Path) -> None:
+def init_app(app: Flask, settings: Settings, templates: Path, site: SiteCache) -> None:
     """Build the process's Mailroom and keep it in app.extensions."""
-    app.extensions[KEY] = Mailroom.from_settings(settings, templates)
+    app.extensions[KEY] = Mailroom.from_settings(settings, templates, site)
 
 
 def get_mailroom(app: Flask | None = None) -> Mailroom:

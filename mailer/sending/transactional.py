@@ -13,6 +13,7 @@ from mailer.models import Consent, MailKind, MailStatus, Subscriber, Transaction
 from mailer.sending.compose import Composer
 from mailer.sending.links import LinkMaker
 from mailer.sending.transport import PermanentFailure, Transport
+from mailer.site import SiteSettings
 
 SUBJECTS = {
     MailKind.CONFIRM: "Please confirm your subscription to {site}",
@@ -72,6 +73,7 @@ def send_transactional(
     transport: Transport,
     composer: Composer,
     links: LinkMaker,
+    site: SiteSettings | None = None,
     now: datetime,
     final_attempt: bool,
 ) -> str:
@@ -89,12 +91,17 @@ def send_transactional(
         mail.status, mail.last_error = MailStatus.FAILED, "subscriber gone"
         return mail.status
 
+    site_name = site.site_name if site else composer.defaults["site_name"]
     try:
         outgoing = composer.build(
             mail.kind,
             to=mail.email,
-            subject=SUBJECTS[MailKind(mail.kind)].format(site=composer.defaults["site_name"]),
-            context=_context(session, mail, subscriber, links),
+            subject=SUBJECTS[MailKind(mail.kind)].format(site=site_name),
+            context={
+                **(site.mail_context() if site else {}),
+                **_context(session, mail, subscriber, links),
+            },
+            sender=site.sender if site else None,
             now=now,
             headers={"Auto-Submitted": "auto-generated"},  # RFC 3834: no auto-replies, please
             return_path=links.return_path(

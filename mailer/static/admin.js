@@ -85,7 +85,28 @@ function liveProgress(section) {
   poll();
 }
 
+// Times in the console show in the person's own zone: the server reads it from this cookie
+// (set on the login page already, so every console page has it), and forms that take a
+// date and time send the zone they were shown in.
+function browserZone() {
+  try {
+    return Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+  } catch (error) {
+    return "";
+  }
+}
+
+function useBrowserZone() {
+  const zone = browserZone();
+  if (!zone) return;
+  const cookie = `console_zone=${encodeURIComponent(zone)}`;
+  if (!document.cookie.split("; ").includes(cookie)) {
+    document.cookie = `${cookie}; path=/admin; max-age=31536000; samesite=lax`;
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  useBrowserZone();
   const compose = document.getElementById("compose");
   if (compose) liveAudience(compose);
   const progress = document.getElementById("progress");

@@ -10,11 +10,12 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from mailer import metrics, redact
+from mailer import metrics, redact, time_zones
 from mailer.sending.compose import topic_phrase
 from mailer.web import (
     admin,
     api,
+    embedding,
     health,
     metrics_page,
     public,
@@ -23,6 +24,7 @@ from mailer.web import (
     webhooks,
 )
 from mailer.web.api import problems, spec
+from mailer.web.site_context import PageSite
 
 EMBED_ENDPOINTS = {"public.embed", "public.embed_thanks", "public.subscribe"}
 # Every form that makes us mail someone shares one per-IP budget (MAILER_SIGNUP_LIMIT):
@@ -47,6 +49,7 @@ def init_web(app: OpenAPI) -> None:
     csrf = CSRFProtect(app)
     app.register_blueprint(public.bp)
     app.register_blueprint(reader.bp)
+    app.register_blueprint(embedding.bp)
     app.register_blueprint(reader.one_click)
     csrf.exempt(reader.one_click)  # RFC 8058: the POST carries no cookie and no form token
     app.register_blueprint(health.bp)
@@ -68,8 +71,10 @@ def init_web(app: OpenAPI) -> None:
     admin.init_app(app, limiter)  # the console under /admin, its login and login limits
     metrics_page.init_app(app)  # /metrics and the time each request takes
 
-    app.context_processor(lambda: {"site": settings})
+    app.context_processor(lambda: {"site": PageSite(settings)})
     app.add_template_filter(topic_phrase)
+    app.jinja_env.globals["theme_url"] = embedding.theme_url
+    app.jinja_env.globals["zone_aliases"] = time_zones.aliases
     app.after_request(_security_headers)
     app.register_error_handler(HTTPException, _error_page)
 
@@ -77,6 +82,8 @@ def init_web(app: OpenAPI) -> None:
 def _security_headers(response: Response) -> Response:
     settings = current_app.extensions["mailer.settings"]
     frame_ancestors = "'none'"
+    if request.endpoint in embedding.CROSS_ORIGIN:
+        embedding.cross_origin_headers(response)
     if request.endpoint in EMBED_ENDPOINTS:
         frame_ancestors = settings.embed_origins
     else:

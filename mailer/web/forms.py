@@ -13,6 +13,7 @@ from wtforms.validators import InputRequired, Length, Optional, ValidationError
 from mailer import addresses
 from mailer.errors import InvalidAddress
 from mailer.models import Topic
+from mailer.web.site_context import site_settings
 
 TOPIC_LABELS = {Topic.ARTICLE: "Articles", Topic.VIDEO: "Videos", Topic.WEBINAR: "Webinars"}
 TOPIC_CHOICES = [SelectChoice(topic.value, label) for topic, label in TOPIC_LABELS.items()]
@@ -21,6 +22,19 @@ FREQUENCY_CHOICES = [
     SelectChoice("published", "As soon as something is published"),
     SelectChoice("weekly", "One weekly digest"),
 ]
+
+
+def frequency_choices() -> list[SelectChoice]:
+    """The two choices, the weekly one naming its day and hour (MAILER_DIGEST_*)."""
+    settings = current_app.extensions["mailer.settings"]
+    day = settings.digest_weekday.capitalize()
+    return [
+        FREQUENCY_CHOICES[0],
+        SelectChoice(
+            "weekly", f"One weekly digest, on {day}s at {settings.digest_hour:02d}:00 your time"
+        ),
+    ]
+
 
 # Stored word for word with each consent record (GDPR Art. 7(1): show what they were told).
 CONSENT_WORDING = (
@@ -31,7 +45,7 @@ CONSENT_WORDING = (
 
 def consent_wording() -> str:
     """The consent sentence exactly as the form shows it."""
-    return CONSENT_WORDING.format(site=current_app.extensions["mailer.settings"].site_name)
+    return CONSENT_WORDING.format(site=site_settings().site_name)
 
 
 def no_control_characters(_form: FlaskForm, field: StringField) -> None:
@@ -91,6 +105,10 @@ class SignupForm(FlaskForm):
     website = StringField("Leave this field empty")
     stamp = HiddenField()
     source = HiddenField()  # the page the form was shown on (consent record)
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.frequency.choices = frequency_choices()
 
 
 class EmbedSignupForm(SignupForm):

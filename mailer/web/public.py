@@ -4,21 +4,41 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_wtf import FlaskForm
+from werkzeug import Response
 
 from mailer import antispam, clock, db, metrics, subscriptions, token_rows, tokens
 from mailer.errors import CaptchaUnavailable, InvalidToken
 from mailer.jobs import get_jobs
+from mailer.models import Campaign
+from mailer.sending import get_mailroom
+from mailer.web.embedding import embed_query
 from mailer.web.forms import (
     EmbedSignupForm,
     SignupForm,
     consent_wording,
 )
+from mailer.web.site_context import site_settings
 
 bp = Blueprint("public", __name__)
 log = logging.getLogger("mailer.web")
 CAPTCHA_FIELDS = {"turnstile": "cf-turnstile-response", "hcaptcha": "h-captcha-response"}
+# The web version of a campaign: its own inline styles and images, never a script (nothing
+# but styles and images may load) or a form.
+WEB_VIEW_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; "
+    "frame-ancestors 'none'; form-action 'none'; base-uri 'none'"
+)
 
 
 def _settings():
@@ -34,7 +54,26 @@ def _render_form(template: str, form: SignupForm, status: int = 200, **extra: ob
         form.source.data = (request.referrer if template == "web/embed.html" else None) or (
             request.url
         )
-    return render_template(template, form=form, wording=consent_wording(), **extra), status
+    embedded = template.startswith("web/embed")
+    return render_template(
+        template,
+        form=form,
+        wording=consent_wording(),
+        embedded_page=embedded,
+        compact=embedded and _compact(),
+        look=embed_query() if embedded else {},
+        **extra,
+    ), status
+
+
+def _compact() -> bool:
+    """The one-line variant: the address and a button, topics and frequency the site's defaults."""
+    return request.values.get("compact", "") in {"1", "true", "yes"}
+
+
+def _defaults() -> dict[str, object]:
+    site = site_settings()
+    return {"topics": list(site.default_topics), "frequency": site.default_frequency}
 
 
 def _spam_verdict(form: SignupForm) -> antispam.Verdict:
@@ -62,12 +101,12 @@ def _spam_verdict(form: SignupForm) -> antispam.Verdict:
 
 @bp.get("/")
 def signup():
-    return _render_form("web/signup.html", SignupForm(frequency=_settings().default_frequency))
+    return _render_form("web/signup.html", SignupForm(**_defaults()))
 
 
 @bp.get("/embed")
 def embed():
-    return _render_form("web/embed.html", EmbedSignupForm(frequency=_settings().default_frequency))
+    return _render_form("web/embed.html", EmbedSignupForm(**_defaults()))
 
 
 @bp.post("/subscribe")
@@ -82,7 +121,6 @@ def subscribe():
     except CaptchaUnavailable:
         log.exception("captcha service unavailable")
         return render_template("web/error.html", error=None, unavailable=True), 503
-    settings = _settings()
     if verdict.refused:
         log.info("signup refused", extra={"reason": verdict.reason, "ip": request.remote_addr})
         metrics.signup_refused(verdict.reason or "")
@@ -93,7 +131,7 @@ def subscribe():
             email=form.email.data,
             name=form.name.data or "",
             topics=form.topics.data,
-            frequency=form.frequency.data or settings.default_frequency,
+            frequency=form.frequency.data or site_settings().default_frequency,
             request=subscriptions.SignupRequest(
                 ip=request.remote_addr or "",
                 user_agent=request.user_agent.string,
@@ -110,7 +148,10 @@ def subscribe():
         else:
             log.info("signup mail held back", extra={"reason": outcome.held_back})
             metrics.signup_refused(outcome.held_back or "")
-    return redirect(url_for("public.embed_thanks" if embedded else "public.check_inbox"))
+    if embedded:  # the thanks page keeps the host's look and the variant's size
+        extra = {**embed_query(), **({"compact": "1"} if _compact() else {})}
+        return redirect(url_for("public.embed_thanks", **extra))
+    return redirect(url_for("public.check_inbox"))
 
 
 @bp.get("/check-inbox")
@@ -120,7 +161,31 @@ def check_inbox():
 
 @bp.get("/embed/thanks")
 def embed_thanks():
-    return render_template("web/embed_thanks.html")
+    return render_template(
+        "web/embed_thanks.html", embedded_page=True, compact=_compact(), look=embed_query()
+    )
+
+
+@bp.get("/view/<token>")
+def web_view(token: str) -> Response:
+    """A sent campaign as a web page ("view in your browser" in the mail): nobody's data on it."""
+    try:
+        (campaign_id,) = tokens.read_compact(
+            _settings().secret_keys, tokens.Purpose.WEB_VIEW, token, 1, bind=lambda _ids: ""
+        )
+    except InvalidToken:
+        abort(404)
+    session = db.get_session()
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None or campaign.started_at is None:
+        abort(404)  # a draft, or cancelled before it was sent: nothing to show
+    page = get_mailroom().web_view(session, campaign_id)
+    if page is None:
+        abort(404)
+    response = make_response(page)
+    response.headers["Content-Security-Policy"] = WEB_VIEW_CSP
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
 
 
 def _consent_id(purpose: tokens.Purpose, token: str) -> int:

@@ -13,18 +13,17 @@ import logging
 
 from flask import Blueprint, Response, current_app, render_template, request
 from flask_wtf import FlaskForm
-from wtforms import RadioField, SelectField, StringField
-from wtforms.fields.choices import SelectChoice
+from wtforms import RadioField, StringField, ValidationError
 from wtforms.validators import InputRequired
 
-from mailer import clock, db, preferences, privacy, subscriptions, token_rows, tokens
+from mailer import clock, db, preferences, privacy, subscriptions, time_zones, token_rows, tokens
 from mailer.errors import InvalidToken
 from mailer.jobs import get_jobs
 from mailer.models import Subscriber, SubscriberStatus
 from mailer.web.forms import (
-    FREQUENCY_CHOICES,
     TOPIC_CHOICES,
     CheckboxesField,
+    frequency_choices,
     name_field,
     valid_address,
 )
@@ -88,11 +87,21 @@ def unsubscribe(token: str):
     return render_template("web/unsubscribed.html"), 200
 
 
+def known_zone(_form: FlaskForm, field: StringField) -> None:
+    if field.data and not time_zones.canonical(field.data):
+        raise ValidationError("Please pick a time zone from the list.")
+
+
 class PreferencesForm(FlaskForm):
     topics = CheckboxesField("Send me notices of new", choices=TOPIC_CHOICES)
-    frequency = RadioField("How often", choices=FREQUENCY_CHOICES)
+    frequency = RadioField("How often")
     name = name_field()
-    time_zone = SelectField("Time zone for webinar times", choices=[])
+    # The picker (web/_zone_picker.html): canonical zones by region; "" = the site's.
+    time_zone = StringField("Time zone for webinar times", validators=[known_zone])
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.frequency.choices = frequency_choices()
 
 
 class AddressForm(FlaskForm):
@@ -110,17 +119,13 @@ class LinkRequestForm(FlaskForm):
 
 
 def _preferences_form(subscriber: Subscriber) -> PreferencesForm:
-    form = PreferencesForm(
+    return PreferencesForm(
         topics=subscriber.topic_names,
         frequency=subscriber.frequency,
         name=subscriber.name,
-        time_zone=subscriber.time_zone,
+        # A zone stored under an old alias (US/Eastern) shows as its entry (New York).
+        time_zone=time_zones.canonical(subscriber.time_zone),
     )
-    site_zone = current_app.extensions["mailer.settings"].site_time_zone
-    form.time_zone.choices = [SelectChoice("", f"The site's ({site_zone})")] + [
-        SelectChoice(zone, zone.replace("_", " ")) for zone in preferences.TIME_ZONES
-    ]
-    return form
 
 
 def render_preferences(token: str, subscriber: Subscriber, status: int = 200, **extra: object):
@@ -129,6 +134,7 @@ def render_preferences(token: str, subscriber: Subscriber, status: int = 200, **
         "address_form": AddressForm(prefix="address"),
         "subscriber": subscriber,
         "token": token,
+        "zone_groups": time_zones.grouped(clock.now()),
         "unsubscribe_token": tokens.make_compact(
             keys(), tokens.Purpose.UNSUBSCRIBE, subscriber.id, 0, bind=subscriber.token_key
         ),

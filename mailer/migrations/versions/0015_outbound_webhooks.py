@@ -6,7 +6,7 @@ message to one endpoint with its retry schedule and lease; webhook_attempt
 the log the console shows. Ids reach URLs, so SQLite never reuses them.
 
 Revision ID: 0015
-Revises: 0010
+Revises: 0013
 Create Date: 2026-12-02
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015"
-down_revision = "0010"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

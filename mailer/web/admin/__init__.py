@@ -33,6 +33,7 @@ from mailer.web.admin import (  # noqa: E402, F401
     account_pages,
     auth,
     bounce_pages,
+    campaign_edit_pages,
     campaign_pages,
     common,
     dashboard,
@@ -40,5 +41,7 @@ from mailer.web.admin import (  # noqa: E402, F401
     notice_pages,
     outbox_pages,
     security_pages,
+    site_pages,
+    subscriber_action_pages,
     subscribers,
 )

@@ -22,13 +22,20 @@ from mailer import addresses, automatic, campaigns, clock, db, stats
 from mailer.bounces import history
 from mailer.errors import CampaignNotFound, InvalidAddress, InvalidCampaign
 from mailer.jobs import get_jobs
-from mailer.models import Campaign, CampaignStatus, Notice, Topic
+from mailer.models import Campaign, CampaignStatus, Notice
 from mailer.sending import get_mailroom
 from mailer.sending.transport import Outgoing
 from mailer.web.admin import bp
 from mailer.web.admin.auth import audit, current_account, login_required
-from mailer.web.admin.common import from_local_input, local_time, settings, to_local_input
+from mailer.web.admin.common import (
+    form_zone,
+    from_local_input,
+    local_time,
+    to_local_input,
+    zone_name,
+)
 from mailer.web.forms import TOPIC_LABELS
+from mailer.web.site_context import site_settings
 
 log = logging.getLogger("mailer.web.admin")
 PAGE, NOTICE_CHOICES = 50, 100
@@ -64,7 +71,9 @@ def _start_sending(campaign_id: int) -> None:
 @login_required
 def campaigns_list() -> str:
     before = request.args.get("before", type=int)
-    rows = stats.campaign_counts(db.get_session(), limit=PAGE + 1, before_id=before)
+    rows = stats.campaign_counts(
+        db.get_session(), limit=PAGE + 1, before_id=before, hide_empty_automatic=True
+    )
     return render_template(
         "web/admin/campaigns.html",
         campaigns=rows[:PAGE],
@@ -94,25 +103,47 @@ def automatic_switch(action: str) -> Response:
     return redirect(url_for("admin.campaigns_list"), code=303)
 
 
-def _compose_page(values: dict, error: str = "") -> str:
+def _compose_page(values: dict, error: str = "", campaign_id: int | None = None) -> str:
     session = db.get_session()
-    notices = session.scalars(select(Notice).order_by(Notice.id.desc()).limit(NOTICE_CHOICES))
-    chosen_topics = values.get("topics") or [topic.value for topic in Topic]
+    chosen_notices = [int(item) for item in values.get("notices", []) if str(item).isdigit()]
+    recent = list(session.scalars(select(Notice).order_by(Notice.id.desc()).limit(NOTICE_CHOICES)))
+    # An older notice already in the campaign stays in the list, ticked.
+    missing = set(chosen_notices) - {notice.id for notice in recent}
+    older = session.scalars(select(Notice).where(Notice.id.in_(missing))).all() if missing else []
+    chosen_topics = values.get("topics") or list(site_settings().default_topics)
     return render_template(
         "web/admin/campaign_compose.html",
         values=values,
-        notices=list(notices),
+        campaign_id=campaign_id,
+        notices=[*older, *recent],
         topics=TOPIC_LABELS,
         chosen_topics=chosen_topics,
-        chosen_notices={int(item) for item in values.get("notices", []) if str(item).isdigit()},
+        chosen_notices=set(chosen_notices),
         recipients=campaigns.count_audience(
-            session,
-            topics=chosen_topics,
-            notice_ids=[int(item) for item in values.get("notices", []) if str(item).isdigit()],
+            session, topics=chosen_topics, notice_ids=chosen_notices
         ),
-        zone=settings().site_time_zone,
+        zone=zone_name(),
         error=error,
     )
+
+
+def compose_values(form) -> dict:
+    """The compose form's fields, as typed (shown again when they are refused)."""
+    return {
+        "subject": form.get("subject", ""),
+        "intro": form.get("intro", ""),
+        "send_at": form.get("send_at", ""),
+        "topics": form.getlist("topics"),
+        "notices": form.getlist("notices"),
+    }
+
+
+def send_time(value: str) -> datetime | None:
+    """The form's send time, typed in the person's zone; InvalidCampaign if malformed."""
+    try:
+        return from_local_input(value, form_zone())
+    except ValueError as error:
+        raise InvalidCampaign(f"Send time: {error}") from None
 
 
 @bp.get("/campaigns/new")
@@ -124,20 +155,10 @@ def campaign_new() -> str:
 @bp.post("/campaigns/new")
 @login_required
 def campaign_create() -> Response | tuple[str, int]:
-    form = request.form
-    values = {
-        "subject": form.get("subject", ""),
-        "intro": form.get("intro", ""),
-        "send_at": form.get("send_at", ""),
-        "topics": form.getlist("topics"),
-        "notices": form.getlist("notices"),
-    }
+    values = compose_values(request.form)
     session = db.get_session()
     try:
-        try:
-            send_at = from_local_input(values["send_at"])
-        except ValueError as error:
-            raise InvalidCampaign(f"Send time: {error}") from None
+        send_at = send_time(values["send_at"])
         campaign_id = campaigns.create_campaign(
             session,
             subject=values["subject"],
@@ -147,7 +168,14 @@ def campaign_create() -> Response | tuple[str, int]:
             now=clock.now(),
         )
         if send_at is not None:  # checked there: a time in the past is refused
-            campaigns.schedule_campaign(session, campaign_id, send_at=send_at, now=clock.now())
+            campaigns.apply_action(
+                session,
+                campaign_id,
+                "schedule",
+                now=clock.now(),
+                site=site_settings(),
+                send_at=send_at,
+            )
     except InvalidCampaign as error:
         session.rollback()
         return _compose_page(values, str(error)), 400
@@ -188,7 +216,7 @@ def campaign_page(campaign_id: int) -> str:
             session, topics=campaign.topic_list, notice_ids=[notice.id for notice in notices]
         ),
         send_at=to_local_input(campaign.send_at),
-        zone=settings().site_time_zone,
+        zone=zone_name(),
     )
 
 
@@ -273,13 +301,6 @@ def campaign_test(campaign_id: int) -> Response:
     return redirect(target, code=303)
 
 
-def _send_at() -> datetime | None:
-    try:
-        return from_local_input(request.form.get("send_at", ""))
-    except ValueError as error:
-        raise InvalidCampaign(f"Send time: {error}") from None
-
-
 @bp.post("/campaigns/<int:campaign_id>/<action>")
 @login_required
 def campaign_action(campaign_id: int, action: str) -> Response:
@@ -288,9 +309,9 @@ def campaign_action(campaign_id: int, action: str) -> Response:
     _campaign(campaign_id)
     session = db.get_session()
     try:
-        send_at = _send_at() if action == "schedule" else None
+        send_at = send_time(request.form.get("send_at", "")) if action == "schedule" else None
         outcome = campaigns.apply_action(
-            session, campaign_id, action, now=clock.now(), send_at=send_at
+            session, campaign_id, action, now=clock.now(), site=site_settings(), send_at=send_at
         )
     except CampaignNotFound:
         abort(404)

@@ -11,13 +11,14 @@ from sqlalchemy import select
 from werkzeug import Response
 from werkzeug.datastructures import MultiDict
 
-from mailer import clock, db, feeds, notices
+from mailer import automatic, clock, db, feeds, forecast, notices, time_zones
 from mailer.errors import InvalidFeed, InvalidNotice
 from mailer.jobs import get_jobs
 from mailer.models import Feed, Notice, NoticeKind
 from mailer.web.admin import bp
 from mailer.web.admin.auth import admin_required, audit, login_required
-from mailer.web.admin.common import from_local_input, to_local_input
+from mailer.web.admin.common import from_local_input, settings, to_local_input, zone_name
+from mailer.web.site_context import site_settings
 
 log = logging.getLogger("mailer.web.admin")
 PAGE = 50
@@ -27,6 +28,7 @@ FIELDS = (
     "url",
     "summary",
     "image_url",
+    "image_alt",
     "published_at",
     "starts_at",
     "duration_minutes",
@@ -60,6 +62,7 @@ def _draft(form: MultiDict[str, str]) -> notices.NoticeDraft:
         url=form.get("url", ""),
         summary=form.get("summary", ""),
         image_url=form.get("image_url", ""),
+        image_alt=form.get("image_alt", ""),
         time_zone=form.get("time_zone", "").strip(),
         join_url=form.get("join_url", ""),
         duration_minutes=int(minutes) if minutes else None,
@@ -80,6 +83,8 @@ def _form_page(values: dict[str, str], *, notice_id: int | None, error: str = ""
         kinds=list(NoticeKind),
         error=error,
         bad_field=_bad_field(error),
+        zone=zone_name(),
+        zone_groups=time_zones.grouped(clock.now()),
     )
 
 
@@ -90,11 +95,19 @@ def notices_list() -> str:
     query = select(Notice).order_by(Notice.id.desc()).limit(PAGE + 1)
     if before:
         query = query.where(Notice.id < before)
-    rows = list(db.get_session().scalars(query))
+    session = db.get_session()
+    rows = list(session.scalars(query))
     return render_template(
         "web/admin/notices.html",
         notices=rows[:PAGE],
         next_before=rows[PAGE - 1].id if len(rows) > PAGE else None,
+        forecasts=forecast.forecast(
+            session,
+            rows[:PAGE],
+            automatic.Schedule.from_settings(settings()),
+            ready=site_settings().ready,
+            now=clock.now(),
+        ),
     )
 
 
@@ -124,6 +137,7 @@ def _values(notice: Notice) -> dict[str, str]:
         "url": notice.url,
         "summary": notice.summary,
         "image_url": notice.image_url,
+        "image_alt": notice.image_alt,
         "published_at": to_local_input(notice.published_at),
         "starts_at": to_local_input(notice.starts_at, zone),
         "duration_minutes": str(notice.duration_minutes or ""),

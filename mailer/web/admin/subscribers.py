@@ -27,13 +27,14 @@ from flask import (
 )
 from flask_login import current_user
 
-from mailer import clock, db, imports, privacy, subscriber_search
+from mailer import clock, db, imports, privacy, subscriber_actions, subscriber_search
 from mailer.errors import SubscriberNotFound
 from mailer.jobs import get_jobs
 from mailer.models import Topic
 from mailer.sending import get_mailroom
 from mailer.web.admin import bp
 from mailer.web.admin.auth import admin_required, audit, current_account
+from mailer.web.forms import TOPIC_LABELS, frequency_choices
 
 # About 10,000 rows: preview and import each take a few seconds, well inside a
 # web worker's timeout (the confirmation mails alone cost ~0.5 ms each to queue).
@@ -73,6 +74,11 @@ def _filter_args(flt: subscriber_search.SubscriberFilter) -> dict[str, str]:
     }
 
 
+def _sort() -> str:
+    sort = request.args.get("sort", "newest")
+    return sort if sort in subscriber_search.SORTS else "newest"
+
+
 @bp.get("/subscribers")
 @admin_required
 def subscribers() -> tuple[str, int]:
@@ -80,27 +86,38 @@ def subscribers() -> tuple[str, int]:
         flt = _filter()
     except subscriber_search.InvalidFilter as error:
         return _list_page(subscriber_search.SubscriberFilter(), None, error=str(error)), 400
+    sort, session = _sort(), db.get_session()
     page = subscriber_search.search(
-        db.get_session(),
+        session,
         flt,
-        after=request.args.get("after", type=int),
-        before=request.args.get("before", type=int),
+        after=subscriber_search.page_key(sort, request.args.get("after")),
+        before=subscriber_search.page_key(sort, request.args.get("before")),
+        sort=sort,
     )
-    return _list_page(flt, page), 200
+    return _list_page(flt, page, total=subscriber_search.count(session, flt)), 200
 
 
 def _list_page(
-    flt: subscriber_search.SubscriberFilter, page: subscriber_search.Page | None, error: str = ""
+    flt: subscriber_search.SubscriberFilter,
+    page: subscriber_search.Page | None,
+    error: str = "",
+    total: int | None = None,
 ) -> str:
+    args = _filter_args(flt)
     return render_template(
         "web/admin/subscribers.html",
         flt=flt,
         typed=request.args,  # shown back in the form, also when it was refused
-        args=_filter_args(flt),
+        args=args,
+        sort=_sort(),
+        sorts={"newest": "Newest first", "oldest": "Oldest first", "email": "Address, A to Z"},
         page=page,
+        total=total,
+        cap=subscriber_search.COUNT_CAP,
         error=error,
         states=subscriber_search.STATES,
         topics=subscriber_search.TOPICS,
+        actions=subscriber_actions.ACTIONS,
     )
 
 
@@ -149,7 +166,12 @@ def _record_or_404(subscriber_id: int) -> subscriber_search.SubscriberRecord:
 @bp.get("/subscribers/<int:subscriber_id>")
 @admin_required
 def subscriber(subscriber_id: int) -> str:
-    return render_template("web/admin/subscriber.html", record=_record_or_404(subscriber_id))
+    return render_template(
+        "web/admin/subscriber.html",
+        record=_record_or_404(subscriber_id),
+        topic_labels=TOPIC_LABELS,
+        frequencies=frequency_choices(),
+    )
 
 
 @bp.get("/subscribers/<int:subscriber_id>/export.json")

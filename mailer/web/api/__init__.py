@@ -20,6 +20,7 @@ from mailer.errors import (
     InvalidCampaign,
     InvalidFilter,
     InvalidNotice,
+    SiteNotReady,
     SubscriberNotFound,
 )
 from mailer.web.api import problems
@@ -86,7 +87,8 @@ def refused(error: Exception) -> Response:
 def invalid_campaign(error: InvalidCampaign) -> Response:
     if isinstance(error, CampaignNotFound):
         return problems.problem(404, str(error))
-    return problems.problem(409 if isinstance(error, CampaignStateConflict) else 422, str(error))
+    conflict = isinstance(error, (CampaignStateConflict, SiteNotReady))
+    return problems.problem(409 if conflict else 422, str(error))
 
 
 @bp.errorhandler(SubscriberNotFound)

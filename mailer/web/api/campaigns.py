@@ -7,12 +7,13 @@ from typing import Literal
 from flask import Response, jsonify, url_for
 from pydantic import BaseModel, ConfigDict, Field
 
-from mailer import addresses, campaigns, clock, db
+from mailer import addresses, campaigns, clock, db, site
 from mailer.errors import CampaignNotFound, InvalidAddress, InvalidCampaign
 from mailer.jobs import get_jobs
 from mailer.models import Campaign
 from mailer.web.api import TAGS, actor, bp, problems
 from mailer.web.api.fields import Id, UtcTime, text
+from mailer.web.site_context import site_settings
 
 TopicName = Literal["article", "video", "webinar"]
 
@@ -100,14 +101,18 @@ def progress_json(campaign_id: int) -> dict[str, object]:
     "/campaigns",
     tags=[TAGS["campaigns"]],
     operation_id="createCampaign",
-    responses={201: CampaignProgress, **problems.responses(422)},
+    responses={201: CampaignProgress, **problems.responses(409, 422)},
 )
 def create_campaign(body: CampaignIn) -> tuple[Response, int, dict[str, str]]:
     """Create a campaign
 
-    A draft, or with `send_at` a scheduled campaign. Unknown notice ids are a 422.
+    A draft, or with `send_at` a scheduled campaign. Unknown notice ids are a
+    422; scheduling before the site's settings allow sending (a postal
+    address) a 409.
     """
     session = db.get_session()
+    if body.send_at is not None:
+        site.require_ready(site_settings())  # nothing is scheduled that could not go out
     campaign_id = campaigns.create_campaign(
         session,
         subject=body.subject,
@@ -147,7 +152,9 @@ def campaign_action(path: ActionPath) -> Response:
     (the beat restarts it), so the answer is the new state either way.
     """
     session = db.get_session()
-    outcome = campaigns.apply_action(session, path.campaign_id, path.action, now=clock.now())
+    outcome = campaigns.apply_action(
+        session, path.campaign_id, path.action, now=clock.now(), site=site_settings()
+    )
     session.commit()
     if outcome.restart_sending:
         get_jobs().start_sending(path.campaign_id)

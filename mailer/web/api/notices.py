@@ -33,6 +33,9 @@ class NoticeIn(BaseModel):
     url: str = text(2048, description="http(s) URL of the content")
     summary: str = text(5000, default="")
     image_url: str = text(2048, default="", description="http(s) URL of an image, or empty")
+    image_alt: str = text(
+        300, default="", description="The image's text for those who cannot see it"
+    )
     published_at: UtcTime | None = Field(default=None, description="Default: now")
     starts_at: UtcTime | None = Field(default=None, description="Webinars: when it starts")
     duration_minutes: whole_number(1, 24 * 60) | None = None  # type: ignore[valid-type]
@@ -51,6 +54,7 @@ class NoticeOut(BaseModel):
                     "id": 12,
                     "published_at": "2026-03-02T08:30:00+00:00",
                     "image_url": "",
+                    "image_alt": "",
                     "starts_at": None,
                     "duration_minutes": None,
                     "time_zone": "",
@@ -68,6 +72,7 @@ class NoticeOut(BaseModel):
     url: str
     summary: str
     image_url: str
+    image_alt: str
     published_at: UtcOut
     starts_at: UtcOut | None
     duration_minutes: int | None

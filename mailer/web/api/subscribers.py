@@ -10,6 +10,7 @@ from mailer.errors import AddressLimited, InvalidAddress, SubscriberConflict, Su
 from mailer.jobs import get_jobs
 from mailer.settings import Settings
 from mailer.web.api import TAGS, actor, bp, problems
+from mailer.web.api.fields import MAX_ID
 from mailer.web.api.subscriber_models import (
     Created,
     SubscriberChange,
@@ -142,9 +143,9 @@ def list_subscribers(query: SubscriberQuery) -> Response:
     flt = subscriber_search.SubscriberFilter(
         query=query.search, state=query.state or "", topic=query.topic or ""
     )
-    page = subscriber_search.search(
-        db.get_session(), flt, after=int(query.cursor) if query.cursor else None, limit=query.limit
-    )
+    # Every id is below a cursor past the largest an id can be: the first page, then.
+    after = int(query.cursor) if query.cursor and int(query.cursor) <= MAX_ID else None
+    page = subscriber_search.search(db.get_session(), flt, after=after, limit=query.limit)
     body = SubscriberPage(
         items=[SubscriberListed.of(row) for row in page.rows],
         next_cursor=str(page.after) if page.after is not None else None,
