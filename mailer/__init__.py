@@ -6,9 +6,11 @@ web process queues tasks by name through mailer.jobs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask
+from flask_openapi3 import OpenAPI
 
 from mailer import db, logs, suppression
 from mailer.settings import Settings
@@ -20,7 +22,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build a configured app. Tests pass their own Settings; processes read MAILER_*."""
     settings = settings or Settings.from_env()
     logs.configure(settings.log_format)
-    app = Flask(__name__, template_folder=TEMPLATES)
+    from mailer.web.api.spec import app_options
+
+    # flask-openapi3's Flask: it builds /api/openapi.json from the API's declared models.
+    app = OpenAPI(__name__, template_folder=TEMPLATES, **app_options())
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SECRET_KEY_FALLBACKS=list(settings.secret_keys[1:]),  # rotation: old cookies still read
@@ -38,12 +43,26 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["mailer.settings"] = settings
     db.init_app(app, settings.database_url, {suppression.INFO_KEY: suppression.keys_for(settings)})
 
-    from mailer import jobs, site
+    from mailer import events, jobs, site
     from mailer.sending import mailroom
     from mailer.web import init_web
 
     app.extensions[site.KEY] = site.SiteCache(settings)
     mailroom.init_app(app, settings, TEMPLATES, app.extensions[site.KEY])
     jobs.init_app(app, settings)
+    events.init_app(app, _after_commit(app))
     init_web(app)
     return app
+
+
+def _after_commit(app: Flask) -> Callable[[list, list[int]], None]:
+    """What follows a commit that recorded events: count them, queue their webhooks."""
+    from mailer import jobs, metrics
+
+    def announce(recorded: list, delivery_ids: list[int]) -> None:
+        for event in recorded:
+            metrics.count_event(event.type, event.data)
+        if delivery_ids:
+            jobs.get_jobs(app).deliver_webhooks(delivery_ids)
+
+    return announce

@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
-from mailer import campaigns
+from mailer import campaigns, events
 from mailer.models import (
     AutomaticSending,
     Campaign,
@@ -302,6 +302,7 @@ def _new_campaign(
     )
     session.add(campaign)
     session.flush()
+    events.record_campaigns(session, events.CAMPAIGN_STARTED, [campaign.id], now=now)
     return campaign
 
 
@@ -330,6 +331,8 @@ def _settle(session: Session, campaign: Campaign, queued: int, *, now: datetime)
     )
     if not pending:
         campaign.status, campaign.finished_at = CampaignStatus.FINISHED, now
+        session.flush()
+        events.record_campaigns(session, events.CAMPAIGN_FINISHED, [campaign.id], now=now)
     return []
 
 
@@ -548,6 +551,7 @@ def pause(session: Session, *, now: datetime, by: str) -> Status:
             .returning(Campaign.id)
         ).all()
         state.paused, state.held_campaign_ids = True, ",".join(map(str, sorted(held)))
+        events.record_campaigns(session, events.CAMPAIGN_PAUSED, held, now=now)
         state.changed_at, state.changed_by = now, by
     session.flush()
     return status(session)

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, exists, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
+from mailer import events
 from mailer import site as site_settings
 from mailer.errors import CampaignNotFound, CampaignStateConflict, InvalidCampaign
 from mailer.models import (
@@ -176,14 +177,17 @@ def start_campaign(session: Session, campaign_id: int, *, now: datetime) -> int:
     ).rowcount
     campaign.status, campaign.started_at = CampaignStatus.SENDING, now
     session.flush()
+    events.record_campaigns(session, events.CAMPAIGN_STARTED, [campaign.id], now=now)
     return planned
 
 
-def set_paused(session: Session, campaign_id: int, *, paused: bool) -> None:
+def set_paused(session: Session, campaign_id: int, *, paused: bool, now: datetime) -> None:
     """Pause a sending campaign, or resume a paused one where it stopped."""
     campaign = _get(session, campaign_id, "pause" if paused else "resume")
     campaign.status = CampaignStatus.PAUSED if paused else CampaignStatus.SENDING
     session.flush()
+    if paused:
+        events.record_campaigns(session, events.CAMPAIGN_PAUSED, [campaign_id], now=now)
 
 
 def cancel_campaign(session: Session, campaign_id: int, *, now: datetime) -> None:
@@ -281,7 +285,7 @@ def apply_action(
         count = start_campaign(session, campaign_id, now=now)
         message = f"Sending to {count} recipients."
     elif action in ("pause", "resume"):
-        set_paused(session, campaign_id, paused=action == "pause")
+        set_paused(session, campaign_id, paused=action == "pause", now=now)
         message = "Paused." if action == "pause" else "Resumed."
     elif action == "cancel":
         cancel_campaign(session, campaign_id, now=now)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,6 +47,10 @@ def _environment() -> dict[str, str]:
         # No DNS for mail domains is assumed on a laptop demo; production turns it on.
         "MAILER_CHECK_DELIVERABILITY": "false",
         "MAILER_LOG_FORMAT": "text",
+        # Prometheus may scrape /metrics from this machine; web and worker processes
+        # write their counts under var/metrics, which every start empties.
+        "MAILER_METRICS_ALLOW": "127.0.0.1/32,::1/128",
+        "PROMETHEUS_MULTIPROC_DIR": str((VAR / "metrics").resolve()),
     }
     for key, value in defaults.items():
         env.setdefault(key, value)
@@ -133,6 +138,8 @@ def commands(host: str, port: str, var: Path) -> dict[str, list[str]]:
         "housekeeping": celery_worker(
             "housekeeping", "--concurrency", "1", "--hostname", "housekeeping@%h"
         ),
+        # Outbound webhooks too: a slow or dead receiver holds up no mail.
+        "webhooks": celery_worker("webhooks", "--concurrency", "1", "--hostname", "webhooks@%h"),
         "beat": [
             *celery,
             *("beat", "--loglevel", "INFO", "--schedule", str(var / "celerybeat-schedule")),
@@ -164,12 +171,16 @@ def _stop(children: dict[str, subprocess.Popen]) -> None:
 
 
 def main() -> int:
-    """Migrate, start the three processes, print where to look, and wait for Ctrl-C."""
+    """Migrate, start the processes, print where to look, and wait for Ctrl-C."""
     VAR.mkdir(exist_ok=True)
     env = _environment()
+    metrics_dir = Path(env["PROMETHEUS_MULTIPROC_DIR"])
     if len(sys.argv) > 1:  # any `mailer` command against this setup, e.g. `admin create EMAIL`
+        metrics_dir.mkdir(parents=True, exist_ok=True)
         # Our own interpreter and module; the arguments are the developer's own, no shell.
         return subprocess.call([sys.executable, "-m", "mailer.cli", *sys.argv[1:]], env=env)  # noqa: S603
+    shutil.rmtree(metrics_dir, ignore_errors=True)  # counts of processes that are gone
+    metrics_dir.mkdir(parents=True)
     subprocess.run([sys.executable, "-m", "mailer.cli", "db", "upgrade"], env=env, check=True)
     password = _first_admin(env)
     stopping = False
@@ -195,6 +206,8 @@ def main() -> int:
         f"  embeddable:    {env['MAILER_BASE_URL']}/embed\n"
         f"{_mail_line(env['MAILER_SMTP_URL'])}"
         f"  health:        {env['MAILER_BASE_URL']}/healthz\n"
+        f"  API described: {env['MAILER_BASE_URL']}/api/openapi.json\n"
+        f"  metrics:       {env['MAILER_BASE_URL']}/metrics (Prometheus, from this machine)\n"
         f"{_login_lines(env['MAILER_BASE_URL'], password)}"
         "  Press Ctrl-C to stop web, workers and scheduler.\n",
         flush=True,

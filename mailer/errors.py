@@ -60,6 +60,19 @@ class InvalidFilter(MailerError):
     """A state or topic that does not exist; the message names it."""
 
 
+class SubscriberConflict(MailerError):
+    """The address is a subscriber already, or suppressed, or the change does not fit the
+    subscriber's state; the message says which."""
+
+
+class SubscriberRefused(MailerError):
+    """What was given for a subscriber is unusable (an invalid address or name); says why."""
+
+
+class AddressLimited(MailerError):
+    """The address had its share of confirmation-type mail (per hour and per day)."""
+
+
 class SiteNotReady(InvalidCampaign):
     """Nothing may be sent yet: the site has no postal address (CAN-SPAM). Says where to set it."""
 

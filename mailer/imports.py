@@ -28,7 +28,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from mailer import addresses, subscriptions, suppression
+from mailer import addresses, events, subscriptions, suppression
 from mailer.errors import InvalidAddress, InvalidImportFile
 from mailer.models import (
     Consent,
@@ -84,6 +84,7 @@ class ImportOptions:
     source: str  # the file's name
     default_topics: tuple[str, ...] = TOPICS  # for rows whose topics cell is empty
     consent_proof: str = ""  # given: confirmed at once, with this proof as the consent
+    frequency: str = "published"  # how often the imported hear from us (published, weekly)
 
     def __post_init__(self) -> None:
         unknown = [topic for topic in self.default_topics if topic not in TOPICS]
@@ -342,6 +343,29 @@ def _wording(options: ImportOptions) -> str:
     )
 
 
+def _record_imported(
+    session: Session,
+    subscriber_id: int,
+    candidate: _Candidate,
+    options: ImportOptions,
+    *,
+    now: datetime,
+) -> None:
+    confirmed = bool(options.consent_proof)
+    status = SubscriberStatus.CONFIRMED if confirmed else SubscriberStatus.PENDING
+    data = {
+        "id": subscriber_id,
+        "email": candidate.email,
+        "name": candidate.name,
+        "status": status.value,
+        "topics": list(candidate.topics),
+        "frequency": options.frequency,
+        "form": "import",
+    }
+    kind = events.SUBSCRIBER_CONFIRMED if confirmed else events.SUBSCRIBER_PENDING
+    events.record(session, kind, data, now=now, subscriber_id=subscriber_id)
+
+
 def import_chunk(
     session: Session, rows: Sequence[CsvRow], options: ImportOptions, *, now: datetime
 ) -> ChunkResult:
@@ -375,6 +399,7 @@ def import_chunk(
                     "created_at": now,
                     "last_signup_at": now,
                     "confirmed_at": now if confirmed else None,
+                    "frequency": options.frequency,
                 }
                 for candidate in accepted
             ],
@@ -397,6 +422,7 @@ def import_chunk(
                     "topics": ",".join(candidate.topics),
                     "confirmed_at": now if confirmed else None,
                     "confirmed_ip": None,
+                    "frequency": options.frequency,
                 }
                 for candidate in accepted
                 if candidate.email in written
@@ -420,6 +446,7 @@ def import_chunk(
             )
             continue
         result.outcomes.append(RowOutcome(candidate.row, candidate.email))
+        _record_imported(session, subscriber_id, candidate, options, now=now)
         if not confirmed:
             mails.append(
                 {

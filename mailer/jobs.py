@@ -28,18 +28,23 @@ SEND_TEST = "mailer.send_test"
 POLL_FEEDS = "mailer.poll_feeds"
 PROCESS_BOUNCES = "mailer.process_bounces"
 PURGE_UNCONFIRMED = "mailer.purge_unconfirmed"
+DELIVER_WEBHOOK = "mailer.deliver_webhook"
+REQUEUE_WEBHOOKS = "mailer.requeue_webhooks"
 # How many send_batch chains a campaign runs at once: enough to keep every
 # worker process busy; the shared token bucket keeps the total rate.
 CAMPAIGN_PARALLELISM = 4
 # Confirmation mail must not wait behind a campaign, a slow feed or a full
 # bounce mailbox: each kind of work has its own queue, and the Procfile a
-# worker of its own for housekeeping.
-QUEUES = ("transactional", "bulk", "housekeeping")
+# worker of its own for housekeeping, and one for outbound webhooks (a slow
+# receiver must hold up nothing else).
+QUEUES = ("transactional", "bulk", "housekeeping", "webhooks")
 ROUTES = {
     SEND_BATCH: {"queue": "bulk"},
     POLL_FEEDS: {"queue": "housekeeping"},
     PROCESS_BOUNCES: {"queue": "housekeeping"},
     PURGE_UNCONFIRMED: {"queue": "housekeeping"},
+    DELIVER_WEBHOOK: {"queue": "webhooks"},
+    REQUEUE_WEBHOOKS: {"queue": "webhooks"},
 }
 BROKER_DOWN = (OperationalError, ConnectionError, OSError)
 
@@ -114,6 +119,20 @@ class Jobs:
                     self.celery.send_task(SEND_MAIL, (mail_id,), queue=queue, producer=producer)
         except BROKER_DOWN:
             log.exception("broker unreachable; %s mails left for the beat", len(mail_ids))
+            return False
+        return True
+
+    def deliver_webhooks(self, delivery_ids: Iterable[int]) -> bool:
+        """Queue committed webhook deliveries over one producer; the beat finds any lost."""
+        delivery_ids = list(delivery_ids)
+        try:
+            with self.celery.producer_or_acquire() as producer:
+                for delivery_id in delivery_ids:
+                    self.celery.send_task(DELIVER_WEBHOOK, (delivery_id,), producer=producer)
+        except BROKER_DOWN:
+            log.exception(
+                "broker unreachable; %s webhook deliveries left for the beat", len(delivery_ids)
+            )
             return False
         return True
 

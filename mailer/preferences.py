@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailer import antispam, suppression, time_zones, token_rows
+from mailer import antispam, events, suppression, time_zones, token_rows
 from mailer.errors import AddressChangeRefused, InvalidToken
 from mailer.models import (
     Frequency,
@@ -37,7 +37,7 @@ def _subscriber(session: Session, subscriber_id: int, *, lock: bool = False) -> 
     return subscriber
 
 
-def update(session: Session, subscriber_id: int, choices: Choices) -> None:
+def update(session: Session, subscriber_id: int, choices: Choices, *, now: datetime) -> None:
     """Apply the reader's choices; the next send follows them (topics are read at send time)."""
     subscriber = _subscriber(session, subscriber_id, lock=True)
     chosen = [topic.value for topic in Topic if topic.value in set(choices.topics)]
@@ -46,6 +46,7 @@ def update(session: Session, subscriber_id: int, choices: Choices) -> None:
     subscriber.name = choices.name.strip()[:100]
     subscriber.time_zone = time_zones.canonical(choices.time_zone)
     session.flush()
+    events.record_subscriber(session, events.SUBSCRIBER_UPDATED, subscriber, now=now)
 
 
 def request_address_change(
@@ -83,6 +84,7 @@ def confirm_address_change(
         return None  # a replayed link
     old_email = subscriber.email
     _move(session, subscriber, new_email)
+    events.record_subscriber(session, events.SUBSCRIBER_UPDATED, subscriber, now=now)
     return queue_mail(
         session,
         subscriber_id=subscriber.id,
@@ -112,7 +114,7 @@ def _move(session: Session, subscriber: Subscriber, email: str) -> None:
 
 
 def undo_address_change(
-    session: Session, subscriber_id: int, old_email: str, new_email: str
+    session: Session, subscriber_id: int, old_email: str, new_email: str, *, now: datetime
 ) -> bool:
     """Move the subscription back to `old_email` (the link mailed there after a move).
 
@@ -126,6 +128,7 @@ def undo_address_change(
     if subscriber.email != new_email:
         raise AddressChangeRefused("The subscription has moved again since; this link is spent.")
     _move(session, subscriber, old_email)
+    events.record_subscriber(session, events.SUBSCRIBER_UPDATED, subscriber, now=now)
     return True
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
-from mailer import suppression
+from mailer import events, suppression
 from mailer.errors import SubscriberNotFound
 from mailer.models import (
     BounceEvent,
@@ -18,6 +18,7 @@ from mailer.models import (
     Subscriber,
     TransactionalMail,
 )
+from mailer.outbound_webhooks.models import WebhookMessage
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -123,9 +124,13 @@ def erase_subscriber(session: Session, subscriber_id: int, *, now: datetime) -> 
             or_(BounceEvent.subscriber_id == subscriber_id, BounceEvent.email == email)
         )
     )
+    # What earlier events said of them (address, name) goes too, sent or not.
+    session.execute(delete(WebhookMessage).where(WebhookMessage.subscriber_id == subscriber_id))
     session.delete(subscriber)  # its topics and consents go with it
     session.flush()
     suppression.forget_address(session, email, now=now)
+    # Only the id: a CRM that heard of them by id erases them too (GDPR Art. 19).
+    events.record(session, events.SUBSCRIBER_ERASED, {"id": subscriber_id}, now=now)
 
 
 def forget_outbox_mail(transport: object, email: str) -> int:

@@ -268,10 +268,20 @@ def _connect(url: str, policy: Policy, deadline: _Deadline) -> tuple[_Connection
     raise last_error or OSError("no address to connect to")
 
 
-def _hop(url: str, policy: Policy, deadline: _Deadline, headers: Mapping[str, str]) -> Response:
+def _hop(
+    url: str,
+    policy: Policy,
+    deadline: _Deadline,
+    headers: Mapping[str, str],
+    *,
+    method: str = "GET",
+    body: bytes | None = None,
+) -> Response:
     connection, path = _connect(url, policy, deadline)
     try:
-        connection.request("GET", path, headers={"User-Agent": policy.user_agent, **headers})
+        connection.request(
+            method, path, body=body, headers={"User-Agent": policy.user_agent, **headers}
+        )
         answer = connection.getresponse()
         if answer.status in REDIRECTS:
             return Response(url, answer.status, answer.headers, b"")
@@ -318,3 +328,24 @@ def fetch(url: str, policy: Policy, *, headers: Mapping[str, str] | None = None)
     raise FetchError(
         "too many redirects", f"more than {policy.max_redirects} from {redact.url(url)}"
     )
+
+
+def post(url: str, policy: Policy, *, body: bytes, headers: Mapping[str, str]) -> Response:
+    """POST `body` to `url` under `policy` and return the answer, whatever its status.
+
+    One hop: a redirect is not followed but returned (a webhook endpoint
+    answers where it was asked; following would re-send the body elsewhere).
+    Raises FetchError as `fetch` does.
+    """
+    deadline = _Deadline(policy.timeout)
+    sent = {**policy.headers, **headers}
+    try:
+        return _hop(url, policy, deadline, sent, method="POST", body=body)
+    except TimeoutError as error:
+        raise FetchError(
+            f"took longer than {policy.timeout:g} s", f"{redact.url(url)}: {error}"
+        ) from None
+    except ssl.SSLError as error:
+        raise FetchError("the TLS handshake failed", f"{redact.url(url)}: {error!r}") from None
+    except (OSError, http.client.HTTPException, UnicodeError, ValueError) as error:
+        raise FetchError("could not be reached", f"{redact.url(url)}: {error!r}") from None

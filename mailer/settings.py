@@ -353,6 +353,11 @@ class Settings:
     fetch_allow: str = ""  # internal networks fetches may reach anyway, e.g. 10.1.2.0/24
     fetch_ports: str = ""  # ports other than 80 and 443 that fetched URLs may use
     fetch_resolver: str = ""  # DNS server for fetched hosts; empty: the system's
+    metrics_token: str = ""  # bearer token a Prometheus scrape of /metrics must send
+    metrics_allow: str = ""  # or the client addresses that may scrape without one
+    webhook_timeout: float = 10.0  # seconds for one POST to a webhook endpoint, answer included
+    webhook_retry_backoff: float = 30.0  # first retry's delay; doubles, with full jitter
+    webhook_retry_for: float = 86400.0  # seconds a message is retried before it is given up
 
     def __post_init__(self) -> None:
         # Also for Settings built in code (tests, benchmarks): no path runs on a weak key.
@@ -499,6 +504,11 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "fetch_allow": _networks,
     "fetch_ports": _ports,
     "fetch_resolver": _resolver,
+    "metrics_token": _secret,
+    "metrics_allow": _networks,
+    "webhook_timeout": _positive(float),
+    "webhook_retry_backoff": _positive(float),
+    "webhook_retry_for": _positive(float),
     "ses_topic_arns": _topic_arns,
     "sns_fetch_origin": _url("https", "http"),
     "sendgrid_webhook_key": _sendgrid_key,

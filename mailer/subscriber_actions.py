@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from mailer import antispam, preferences, privacy, subscriptions
+from mailer import antispam, events, preferences, privacy, subscriptions
 from mailer.errors import InvalidFilter, SubscriberNotFound
 from mailer.models import (
     Consent,
@@ -91,15 +91,18 @@ def _one(
     has = topic in subscriber.topic_names
     if action == "add_topic" and not has:
         session.add(SubscriberTopic(subscriber_id=subscriber.id, topic=topic))
-        return True
-    if action == "remove_topic" and has:
+    elif action == "remove_topic" and has:
         session.execute(
             delete(SubscriberTopic).where(
                 SubscriberTopic.subscriber_id == subscriber.id, SubscriberTopic.topic == topic
             )
         )
-        return True
-    return False
+    else:
+        return False
+    session.flush()
+    session.expire(subscriber, ["topics"])
+    events.record_subscriber(session, events.SUBSCRIBER_UPDATED, subscriber, now=now)
+    return True
 
 
 def apply_bulk(
@@ -127,7 +130,13 @@ def apply_bulk(
 
 
 def update_profile(
-    session: Session, subscriber_id: int, *, name: str, topics: Sequence[str], frequency: str
+    session: Session,
+    subscriber_id: int,
+    *,
+    name: str,
+    topics: Sequence[str],
+    frequency: str,
+    now: datetime,
 ) -> list[str]:
     """An admin's change of name, topics and frequency; return the names of what changed."""
     subscriber = session.get(Subscriber, subscriber_id)
@@ -142,6 +151,7 @@ def update_profile(
         preferences.Choices(
             topics=topics, frequency=frequency, name=name, time_zone=subscriber.time_zone
         ),
+        now=now,
     )
     after = (subscriber.name, subscriber.topic_names, subscriber.frequency)
     return [

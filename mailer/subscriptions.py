@@ -15,7 +15,7 @@ from sqlalchemy import Executable, bindparam, case, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from mailer import antispam, suppression
+from mailer import antispam, events, suppression
 from mailer.errors import InvalidToken
 from mailer.models import (
     Campaign,
@@ -176,6 +176,14 @@ def sign_up(
             "frequency": Frequency(frequency),
         },
     ).scalar_one()
+    pending = {"id": subscriber_id, "email": email, "name": name, "status": status}
+    events.record(
+        session,
+        events.SUBSCRIBER_PENDING,
+        {**pending, "topics": chosen, "frequency": frequency, "form": request.form},
+        now=now,
+        subscriber_id=subscriber_id,
+    )
     return SignupOutcome(
         queue_mail(
             session,
@@ -218,6 +226,7 @@ def confirm(
     subscriber.topics = [SubscriberTopic(topic=topic) for topic in consent.topic_list]
     subscriber.frequency = consent.frequency
     session.flush()
+    events.record_subscriber(session, events.SUBSCRIBER_CONFIRMED, subscriber, now=now)
     welcome_id = (
         queue_mail(
             session,
@@ -295,4 +304,12 @@ def unsubscribe(
     if campaign_id and session.get(Campaign, campaign_id) is not None:
         subscriber.unsubscribed_campaign_id = campaign_id
     session.flush()
+    events.record_subscriber(
+        session,
+        events.SUBSCRIBER_UNSUBSCRIBED,
+        subscriber,
+        now=now,
+        channel=channel,
+        campaign_id=subscriber.unsubscribed_campaign_id,
+    )
     return True

@@ -93,7 +93,7 @@ def test_without_a_valid_token_nothing_is_created(client, session, token, header
 
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
-    assert response.get_json()["error"]
+    assert response.get_json()["detail"]
     assert _notices(session) == 0
 
 
@@ -105,27 +105,34 @@ def test_malformed_json_is_a_400_naming_the_problem(client, session, token):
     )
 
     assert response.status_code == 400
-    assert "not valid JSON" in response.get_json()["error"]
+    assert "not valid JSON" in response.get_json()["detail"]
     assert _notices(session) == 0
 
 
 @pytest.mark.parametrize(
-    ("change", "named"),
+    ("change", "status", "named"),
     [
-        ({"title": 5}, "title must be a string"),
-        ({"duration_minutes": "45"}, "duration_minutes must be a whole number"),
-        ({"published_at": "yesterday"}, "published_at is not an ISO 8601 time"),
-        ({"published_at": "2026-03-02T09:30:00"}, "published_at needs a time zone offset"),
-        ({"url": "javascript:alert(1)"}, "url must be an http(s) URL"),
-        ({"kind": None}, "kind is required"),
-        ({"headline": "x"}, "unknown field 'headline'"),
+        ({"title": 5}, 400, "title: Input should be a valid string"),
+        ({"duration_minutes": "45"}, 400, "duration_minutes: Input should be a valid integer"),
+        ({"published_at": "yesterday"}, 400, "published_at: Input should be a valid datetime"),
+        ({"published_at": "2026-03-02T09:30:00"}, 400, "published_at: Input should have timezone"),
+        ({"kind": None}, 400, "kind: Input should be 'article', 'video' or 'webinar'"),
+        ({"headline": "x"}, 400, "headline: is not a known field"),
+        ({"title": "a\x00b"}, 400, "title: String should match pattern"),
+        # The right shape, but not a notice: a 422.
+        ({"url": "javascript:alert(1)"}, 422, "url must be an http(s) URL"),
+        ({"time_zone": "Mars/Olympus"}, 422, "is not an IANA zone"),
     ],
 )
-def test_bad_fields_are_a_400_naming_the_field(client, session, token, change, named):
+def test_bad_fields_are_refused_naming_the_field(client, session, token, change, status, named):
     response = client.post("/api/v1/notices", json={**ARTICLE, **change}, headers=_bearer(token))
 
-    assert response.status_code == 400
-    assert named in response.get_json()["error"]
+    assert response.status_code == status
+    assert response.mimetype == "application/problem+json"
+    problem = response.get_json()
+    assert problem["status"] == status and named in problem["detail"]
+    if status == 400:
+        assert problem["errors"][0]["pointer"] == f"/{next(iter(change))}"
     assert _notices(session) == 0
 
 
@@ -133,8 +140,8 @@ def test_a_webinar_without_starts_at_is_refused(client, session, token):
     webinar = {**ARTICLE, "kind": "webinar", "duration_minutes": 60}
     response = client.post("/api/v1/notices", json=webinar, headers=_bearer(token))
 
-    assert response.status_code == 400
-    assert "starts_at" in response.get_json()["error"]
+    assert response.status_code == 422
+    assert "starts_at" in response.get_json()["detail"]
     assert _notices(session) == 0
 
 
@@ -147,7 +154,7 @@ def test_get_returns_the_stored_notice(client, token):
     assert response.get_json() == created.get_json()
     missing = client.get("/api/v1/notices/2147483647", headers=_bearer(token))
     assert missing.status_code == 404
-    assert "2147483647" in missing.get_json()["error"]
+    assert "2147483647" in missing.get_json()["detail"]
     assert client.get(created.headers["Location"]).status_code == 401
 
 

@@ -54,7 +54,7 @@ def test_campaign_api_refusals(app, client, session):
     auth = _token(session)
     assert client.post("/api/v1/campaigns", json={"subject": "x"}).status_code == 401
     bad = client.post("/api/v1/campaigns", headers=auth, json={"subject": "x", "notice_ids": [5]})
-    assert bad.status_code == 400 and "no notice with id 5" in bad.get_json()["error"]
+    assert bad.status_code == 422 and "no notice with id 5" in bad.get_json()["detail"]
     assert (
         client.post(
             "/api/v1/campaigns", headers=auth, json={"subject": "x", "notice_ids": "1"}
@@ -63,7 +63,7 @@ def test_campaign_api_refusals(app, client, session):
     )
     assert session.scalar(select(func.count()).select_from(Campaign)) == 0
     missing = client.post("/api/v1/campaigns/42/pause", headers=auth)
-    assert missing.status_code == 404 and "no campaign with id 42" in missing.get_json()["error"]
+    assert missing.status_code == 404 and "no campaign with id 42" in missing.get_json()["detail"]
 
     notice = client.post(
         "/api/v1/notices",
@@ -75,4 +75,4 @@ def test_campaign_api_refusals(app, client, session):
     ).get_json()["id"]
     conflict = client.post(f"/api/v1/campaigns/{campaign_id}/resume", headers=auth)
     assert conflict.status_code == 409
-    assert "cannot resume a campaign that is draft" in conflict.get_json()["error"]
+    assert "cannot resume a campaign that is draft" in conflict.get_json()["detail"]

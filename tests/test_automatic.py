@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from flask.cli import ScriptInfo
 from sqlalchemy import func, select
 
-from mailer import automatic, campaigns, notices, preferences
+from mailer import automatic, campaigns, clock, notices, preferences
 from mailer.cli import main
 from mailer.jobs import get_jobs
 from mailer.models import (
@@ -255,6 +255,7 @@ def test_changing_frequency_mid_week_gets_each_notice_exactly_once(auto_app, ses
             session,
             subscriber_id,
             preferences.Choices(topics=ALL, frequency=frequency, name="", time_zone=""),
+            now=clock.now(),
         )
         session.commit()
 
@@ -383,7 +384,8 @@ def test_global_resume_leaves_a_campaign_an_editor_paused(auto_app, session):
     second = _tick_without_worker(auto_app, WEDNESDAY + timedelta(minutes=45))
     assert (first, second) == (1, 1)
     earlier, later = session.scalars(select(Campaign.id).order_by(Campaign.id)).all()
-    campaigns.set_paused(session, earlier, paused=True)  # an editor pauses the first by hand
+    # an editor pauses the first by hand
+    campaigns.set_paused(session, earlier, paused=True, now=clock.now())
     session.commit()
     automatic.pause(session, now=WEDNESDAY, by="admin@example.org")
     session.commit()

@@ -261,5 +261,5 @@ def test_forged_or_replayed_sns_messages_change_nothing(make_app, session, inbox
     assert _post_sns(app, genuine).status_code == 200
     after = rows(session)
     replay = _post_sns(app, genuine)
-    assert replay.status_code == 403 and "replay" in replay.get_json()["error"]
+    assert replay.status_code == 403 and "replay" in replay.get_json()["detail"]
     assert rows(session) == after

@@ -207,7 +207,7 @@ def test_mailgun_signed_events_are_applied_forged_stale_and_replayed_ones_refuse
     after = rows(session)
     # The same token again, with another event under its signature, is a replay.
     replay = client.post("/webhooks/mailgun", json=tampered)
-    assert replay.status_code == 403 and "replay" in replay.get_json()["error"]
+    assert replay.status_code == 403 and "replay" in replay.get_json()["detail"]
     assert suppression.reason_for(session, "carol@example.org") is None
     assert rows(session) == after
 

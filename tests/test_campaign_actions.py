@@ -100,7 +100,9 @@ def test_the_api_queues_a_test_mail_for_the_worker(
     headers = {"Authorization": f"Bearer {token}"}
     url = f"/api/v1/campaigns/{campaign_id}/test"
 
-    assert client.post(url, json={"to": "nobody"}, headers=headers).status_code == 400
+    assert (
+        client.post(url, json={"to": "nobody"}, headers=headers).status_code == 422
+    )  # the right shape, no address
     assert client.post(url, json={"to": "a@b.org", "x": 1}, headers=headers).status_code == 400
     missing = client.post("/api/v1/campaigns/99/test", json={"to": "a@b.org"}, headers=headers)
     assert missing.status_code == 404

@@ -241,7 +241,7 @@ def test_pause_resume_and_cancel(make_app, session, inbox):
         _start(app, session, ids[:1])
         wait_until(lambda: len(inbox.messages) >= 10)
         campaign_id = _only_campaign(session)
-        campaigns.set_paused(session, campaign_id, paused=True)
+        campaigns.set_paused(session, campaign_id, paused=True, now=clock.now())
         session.commit()
         paused_at = len(inbox.messages)
         import time
@@ -253,7 +253,7 @@ def test_pause_resume_and_cancel(make_app, session, inbox):
         assert settled - paused_at < 40
         assert campaigns.progress(session, campaign_id, now=clock.now()).status == "paused"
 
-        campaigns.set_paused(session, campaign_id, paused=False)
+        campaigns.set_paused(session, campaign_id, paused=False, now=clock.now())
         session.commit()
         with app.app_context():
             get_jobs().start_sending(campaign_id)

@@ -15,7 +15,7 @@ from kombu.transport import sqlalchemy as kombu_sqlalchemy
 from mailer import jobs
 from worker.schedule import beat_schedule
 
-QUEUES = ("transactional", "bulk", "housekeeping")
+QUEUES = jobs.QUEUES
 
 # kombu's SQLAlchemy transport (the embedded broker) sleeps this long whenever it
 # finds nothing it may take, which includes every time the worker's prefetch is

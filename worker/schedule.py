@@ -25,6 +25,9 @@ def beat_schedule() -> dict[str, dict]:
             "schedule": 60.0,
             "options": {"queue": "bulk"},
         },
+        # Webhook deliveries committed but not under way: their task was lost
+        # with a broker that blinked, or died with a killed worker (its lease ran out).
+        "requeue-webhooks": {"task": "mailer.requeue_webhooks", "schedule": 60.0},
         # Bounces, complaints and mailto unsubscribes from MAILER_BOUNCE_MAILBOX.
         "process-bounces": {"task": "mailer.process_bounces", "schedule": 300.0},
     }

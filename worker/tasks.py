@@ -20,11 +20,13 @@ from mailer import (
     feeds,
     jobs,
     mailbox,
+    metrics,
     safe_http,
     site,
     subscriptions,
     timestamps,
 )
+from mailer.outbound_webhooks import delivery as webhook_delivery
 from mailer.sending import get_mailroom, transactional
 from mailer.sending.transport import TemporaryFailure
 
@@ -70,6 +72,8 @@ def send_mail(self, mail_id: int) -> str:
 def send_batch(campaign_id: int) -> int:
     """Send one batch of a campaign, then queue the next while rows remain."""
     outcome = get_mailroom().send_batch(db.sessions(), campaign_id, clock=clock.now)
+    metrics.MAILS_SENT.labels("campaign").inc(outcome.sent)
+    metrics.MAILS_FAILED.labels("campaign").inc(outcome.failed)
     for note in outcome.notes:
         log.warning("campaign %s: %s", campaign_id, note)
     if outcome.more:
@@ -101,8 +105,9 @@ def purge_unconfirmed() -> int:
     """Delete signups that stayed unconfirmed past their link's lifetime."""
     session = db.get_session()
     purged = subscriptions.purge_unconfirmed(session, now=clock.now())
+    pruned = webhook_delivery.prune(session, now=clock.now())
     session.commit()
-    log.info("purged %s unconfirmed signups", purged)
+    log.info("purged %s unconfirmed signups, %s old webhook messages", purged, pruned)
     return purged
 
 
@@ -187,3 +192,24 @@ def process_bounces() -> dict[str, int]:
     if counts:
         log.info("bounce mailbox: %s", dict(counts))
     return dict(counts)
+
+
+@shared_task(name=jobs.DELIVER_WEBHOOK, acks_late=True, soft_time_limit=60, time_limit=90)
+def deliver_webhook(delivery_id: int) -> str:
+    """POST one webhook delivery; schedule its retry when it failed and time remains."""
+    rules = webhook_delivery.Rules.from_settings(_settings())
+    sent = webhook_delivery.deliver(db.sessions(), delivery_id, rules, clock=clock.now)
+    if sent.retry_in is not None:
+        # The row holds the schedule; this message only saves the beat a minute.
+        deliver_webhook.apply_async((delivery_id,), countdown=sent.retry_in)
+    return sent.outcome
+
+
+@shared_task(name=jobs.REQUEUE_WEBHOOKS, soft_time_limit=60, time_limit=90)
+def requeue_webhooks() -> int:
+    """Queue the deliveries that are due and that no worker holds (lost task, killed worker)."""
+    due = webhook_delivery.due(db.get_session(), now=clock.now())
+    if due:
+        log.info("requeueing %s webhook deliveries", len(due))
+    jobs.get_jobs().deliver_webhooks(due)
+    return len(due)

@@ -18,7 +18,7 @@ from datetime import datetime
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from mailer import subscriptions, suppression, tokens
+from mailer import events, subscriptions, suppression, tokens
 from mailer.bounces import matching
 from mailer.bounces.matching import Target
 from mailer.bounces.report import Failure, Kind, Outcome, Report, Severity
@@ -76,6 +76,22 @@ def _record(
     now: datetime,
     failure: Failure | None = None,
 ) -> None:
+    subscriber_id = target.subscriber.id if target.subscriber else None
+    events.record(
+        session,
+        events.DELIVERY_COMPLAINT if kind == BounceKind.COMPLAINT else events.DELIVERY_BOUNCED,
+        {
+            "email": target.email,
+            "subscriber_id": subscriber_id,
+            "campaign_id": target.campaign_id,
+            **({} if kind == BounceKind.COMPLAINT else {"bounce_type": kind.value}),
+            "status": failure.status if failure else "",
+            "diagnostic": failure.diagnostic if failure else report.diagnostic,
+            "source": report.source,
+        },
+        now=now,
+        subscriber_id=subscriber_id,
+    )
     session.add(
         BounceEvent(
             at=now,

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Connection, bindparam, exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailer import suppression
+from mailer import events, suppression
 from mailer.models import (
     Campaign,
     CampaignStatus,
@@ -407,13 +407,19 @@ def _record(
     # looks again: PostgreSQL waits for the planner's commit and then sees its rows,
     # SQLite runs the statement under its one write lock; or the planner sees this.
     session.execute(select(Campaign.id).where(Campaign.id == campaign_id).with_for_update())
-    finished = session.execute(
-        update(Campaign)
-        .where(
-            Campaign.id == campaign_id,
-            Campaign.status == CampaignStatus.SENDING,
-            ~_open_rows(campaign_id),
+    finished = (
+        session.execute(
+            update(Campaign)
+            .where(
+                Campaign.id == campaign_id,
+                Campaign.status == CampaignStatus.SENDING,
+                ~_open_rows(campaign_id),
+            )
+            .values(status=CampaignStatus.FINISHED, finished_at=now)
+            .returning(Campaign.id)
         )
-        .values(status=CampaignStatus.FINISHED, finished_at=now)
-    ).rowcount
+        .scalars()
+        .all()
+    )
+    events.record_campaigns(session, events.CAMPAIGN_FINISHED, finished, now=now)
     return not finished and bool(session.scalar(select(_open_rows(campaign_id))))

@@ -8,7 +8,7 @@ from email.errors import MessageError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailer import tokens
+from mailer import metrics, tokens
 from mailer.models import Consent, MailKind, MailStatus, Subscriber, TransactionalMail
 from mailer.sending.compose import Composer
 from mailer.sending.links import LinkMaker
@@ -116,8 +116,10 @@ def send_transactional(
     [result] = transport.send([outgoing])
     if result.error is None:
         mail.status, mail.sent_at, mail.last_error = MailStatus.SENT, now, ""
+        metrics.MAILS_SENT.labels("transactional").inc()
     elif isinstance(result.error, PermanentFailure) or final_attempt:
         mail.status, mail.last_error = MailStatus.FAILED, str(result.error)
+        metrics.MAILS_FAILED.labels("transactional").inc()
     else:
         mail.last_error = str(result.error)
         raise result.error

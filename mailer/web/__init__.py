@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, current_app, render_template, request
+from flask import Response, current_app, render_template, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from flask_openapi3 import OpenAPI
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from mailer import redact, time_zones
+from mailer import metrics, redact, time_zones
 from mailer.sending.compose import topic_phrase
 from mailer.web import (
     admin,
     api,
     embedding,
     health,
+    metrics_page,
     public,
     reader,
     reader_address,  # noqa: F401  (its views join reader.bp)
     webhooks,
 )
+from mailer.web.api import problems, spec
 from mailer.web.site_context import PageSite
 
 EMBED_ENDPOINTS = {"public.embed", "public.embed_thanks", "public.subscribe"}
@@ -32,7 +35,7 @@ NO_STORE_BLUEPRINTS = {"admin", "reader", "one_click"}
 HSTS_SECONDS = 365 * 86400
 
 
-def init_web(app: Flask) -> None:
+def init_web(app: OpenAPI) -> None:
     """Register blueprints, CSRF, rate limits, proxy handling and headers on `app`."""
     settings = app.extensions["mailer.settings"]
     if settings.trusted_proxies:
@@ -50,9 +53,10 @@ def init_web(app: Flask) -> None:
     app.register_blueprint(reader.one_click)
     csrf.exempt(reader.one_click)  # RFC 8058: the POST carries no cookie and no form token
     app.register_blueprint(health.bp)
-    app.register_blueprint(api.bp)
+    app.register_api(api.bp)
     csrf.exempt(api.bp)  # bearer-token API: no cookies, so no cross-site forgery
-    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(spec.bp)
+    app.register_api(webhooks.bp)
     csrf.exempt(webhooks.bp)  # a shared secret, no cookies
     # The signup form checks its own CSRF token (the embedded form cannot carry one).
     csrf.exempt("mailer.web.public.subscribe")
@@ -65,6 +69,7 @@ def init_web(app: Flask) -> None:
     for endpoint in MAILING_FORMS:
         app.view_functions[endpoint] = mailing_limit(app.view_functions[endpoint])
     admin.init_app(app, limiter)  # the console under /admin, its login and login limits
+    metrics_page.init_app(app)  # /metrics and the time each request takes
 
     app.context_processor(lambda: {"site": PageSite(settings)})
     app.add_template_filter(topic_phrase)
@@ -107,5 +112,14 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
-def _error_page(error: HTTPException) -> tuple[str, int]:
+def _error_page(error: HTTPException) -> tuple[str, int] | Response:
+    if error.code == 429 and request.endpoint == "public.subscribe":
+        metrics.signup_refused("rate limit per client address")
+    if request.path.startswith(("/api/", "/webhooks/")):
+        # Routing errors (an unknown path, a method not allowed) come here, not to the
+        # blueprint's handler: a program gets a problem, not a page.
+        response = problems.problem(error.code or 500, error.description or error.name)
+        if error.code == 405 and error.valid_methods:  # type: ignore[attr-defined]
+            response.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+        return response
     return render_template("web/error.html", error=error), error.code or 500

@@ -17,7 +17,7 @@ from flask import (
 from flask_wtf import FlaskForm
 from werkzeug import Response
 
-from mailer import antispam, clock, db, subscriptions, token_rows, tokens
+from mailer import antispam, clock, db, metrics, subscriptions, token_rows, tokens
 from mailer.errors import CaptchaUnavailable, InvalidToken
 from mailer.jobs import get_jobs
 from mailer.models import Campaign
@@ -123,6 +123,7 @@ def subscribe():
         return render_template("web/error.html", error=None, unavailable=True), 503
     if verdict.refused:
         log.info("signup refused", extra={"reason": verdict.reason, "ip": request.remote_addr})
+        metrics.signup_refused(verdict.reason or "")
     else:
         session = db.get_session()
         outcome = subscriptions.sign_up(
@@ -143,8 +144,10 @@ def subscribe():
         session.commit()  # commit before enqueueing: the worker must find the row
         if outcome.mail_id is not None:
             get_jobs().send_mail(outcome.mail_id)
+            metrics.signup_accepted("embed" if embedded else "page")
         else:
             log.info("signup mail held back", extra={"reason": outcome.held_back})
+            metrics.signup_refused(outcome.held_back or "")
     if embedded:  # the thanks page keeps the host's look and the variant's size
         extra = {**embed_query(), **({"compact": "1"} if _compact() else {})}
         return redirect(url_for("public.embed_thanks", **extra))

@@ -175,6 +175,7 @@ def save_preferences(token: str):
             name=form.name.data or "",
             time_zone=form.time_zone.data or "",
         ),
+        now=clock.now(),
     )
     session.commit()
     return render_preferences(token, subscriber, saved=True)

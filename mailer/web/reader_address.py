@@ -74,7 +74,9 @@ def undo_address(token: str):
     if not form.validate_on_submit():
         return render_template("web/undo_address.html", form=form, done=None, **page), 400
     try:
-        preferences.undo_address_change(session, subscriber_id, old_email, new_email)
+        preferences.undo_address_change(
+            session, subscriber_id, old_email, new_email, now=clock.now()
+        )
     except AddressChangeRefused as error:
         session.rollback()
         return render_template(

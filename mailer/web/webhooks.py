@@ -14,8 +14,11 @@ import hmac
 import json
 from collections import Counter
 from collections.abc import Callable
+from typing import Annotated, Literal
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Response, current_app, jsonify, request
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.orm import Session
 
 from mailer import clock, db
@@ -23,20 +26,101 @@ from mailer.bounces import events
 from mailer.bounces.providers import Refused, mailgun, postmark, sendgrid, ses
 from mailer.bounces.report import InvalidEvents, Report
 from mailer.settings import Settings
+from mailer.web.api import problems
+from mailer.web.api.fields import optional_text, text
 
-bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+TAG = Tag(name="webhooks", description="Bounces and complaints reported by relays and providers")
+bp = APIBlueprint(
+    "webhooks",
+    __name__,
+    url_prefix="/webhooks",
+    abp_tags=[TAG],
+    abp_responses=problems.responses(400, 404, 413, 500),
+)
 PROVIDER_BODY_BYTES = 1024 * 1024  # SendGrid batches events; SES may include headers
+PROVIDER_RESPONSES = problems.responses(401, 403)
+
+
+# An event names its mail by `email` or `message_id` (or both): said so in the
+# schema too, so that what the document allows is what the endpoint takes.
+NAMES_ITS_MAIL = {"anyOf": [{"required": ["email"]}, {"required": ["message_id"]}]}
+
+
+class _EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=NAMES_ITS_MAIL)
+
+    email: str = optional_text(320)  # type: ignore[assignment]
+    message_id: str = optional_text(250, description="The Message-ID we sent, brackets optional")  # type: ignore[assignment]
+    diagnostic: str = text(10_000, default="", description="What the receiving server said")
+
+    @model_validator(mode="after")
+    def _names_its_mail(self) -> _EventIn:
+        if not (self.email or self.message_id):
+            raise ValueError("an event needs an email or a message_id")
+        return self
+
+
+class BounceIn(_EventIn):
+    """A bounce: hard (the address is gone) or soft (try again later)."""
+
+    type: Literal["bounce"]
+    bounce_type: Literal["hard", "soft"]
+
+
+class ComplaintIn(_EventIn):
+    """The recipient marked a mail as spam."""
+
+    type: Literal["complaint"]
+
+
+class BounceEventsIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "events": [
+                        {
+                            "type": "bounce",
+                            "bounce_type": "hard",
+                            "email": "ann@example.org",
+                            "message_id": "<1a2b3c@example.com>",
+                            "diagnostic": "550 5.1.1 user unknown",
+                        },
+                        {"type": "complaint", "email": "bob@example.org"},
+                    ]
+                }
+            ]
+        },
+    )
+
+    events: list[Annotated[BounceIn | ComplaintIn, Field(discriminator="type")]] = Field(
+        min_length=1, max_length=events.MAX_EVENTS
+    )
+
+
+class Applied(BaseModel):
+    """How many events changed something, by outcome (hard_bounce, complaint, duplicate, ...)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"applied": 2, "outcomes": {"hard_bounce": 1, "complaint": 1}}]
+        }
+    )
+
+    applied: int
+    outcomes: dict[str, int]
 
 
 def _settings() -> Settings:
     return current_app.extensions["mailer.settings"]
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None):
-    return jsonify(error=message), status, headers or {}
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return problems.problem(status, message, headers=headers)
 
 
-def _applied(reports: Callable[[Session], list[Report]]):
+def _applied(reports: Callable[[Session], list[Report]]) -> Response:
     """Verify and read the call with `reports`, apply what it says, answer with the counts."""
     session = db.get_session()
     try:
@@ -55,8 +139,7 @@ def _applied(reports: Callable[[Session], list[Report]]):
     return jsonify(applied=sum(counts.values()), outcomes=dict(counts))
 
 
-@bp.post("/bounce")
-def bounce():
+def _bounce_secret_checked() -> Response | None:
     secret = _settings().bounce_webhook_secret
     if not secret:
         return _error(404, "not found")
@@ -70,14 +153,49 @@ def bounce():
             "an Authorization: Bearer header with the webhook secret is required",
             {"WWW-Authenticate": 'Bearer realm="mailer-webhooks"'},
         )
-    payload = request.get_json(silent=True)
-    if payload is None:
-        return _error(400, "the body must be JSON (Content-Type: application/json)")
-    return _applied(lambda _session: events.reports_from_events(payload))
+    return None
 
 
-@bp.post("/ses")
-def amazon_ses():
+@bp.before_request
+def _generic_webhook_auth() -> Response | None:
+    # Before the body is validated: a caller without the secret learns nothing from it.
+    if request.endpoint == "webhooks.bounce":
+        return _bounce_secret_checked()
+    return None
+
+
+@bp.post(
+    "/bounce",
+    operation_id="postBounceEvents",
+    security=[{"bounceWebhookSecret": []}],
+    responses={200: Applied, **problems.responses(401, 422)},
+)
+def bounce(body: BounceEventsIn) -> Response:
+    """Report bounces and complaints
+
+    For relays that report over HTTP. Up to 1000 events a call, checked
+    before any is applied: one bad event leaves the whole call unapplied.
+    404 while MAILER_BOUNCE_WEBHOOK_SECRET is empty.
+    """
+    payload = body.model_dump(exclude_none=True)
+    try:
+        reports = events.reports_from_events(payload)
+    except InvalidEvents as error:
+        return _error(422, str(error))
+    return _applied(lambda _session: reports)
+
+
+@bp.post(
+    "/ses",
+    operation_id="postSesNotification",
+    security=[],
+    responses={200: Applied, **PROVIDER_RESPONSES},
+)
+def amazon_ses() -> Response:
+    """Amazon SES notifications (through an SNS subscription)
+
+    Checked against Amazon's signature; 404 while MAILER_SES_TOPIC_ARNS is empty.
+    """
     settings = _settings()
     if not settings.ses_topics:
         return _error(404, "not found")
@@ -96,8 +214,17 @@ def amazon_ses():
     return _applied(read)
 
 
-@bp.post("/sendgrid")
-def sendgrid_events():
+@bp.post(
+    "/sendgrid",
+    operation_id="postSendgridEvents",
+    security=[],
+    responses={200: Applied, **PROVIDER_RESPONSES},
+)
+def sendgrid_events() -> Response:
+    """SendGrid's Event Webhook
+
+    Checked against its ECDSA signature; 404 while MAILER_SENDGRID_WEBHOOK_KEY is empty.
+    """
     key = _settings().sendgrid_webhook_key
     if not key:
         return _error(404, "not found")
@@ -108,8 +235,17 @@ def sendgrid_events():
     )
 
 
-@bp.post("/mailgun")
-def mailgun_events():
+@bp.post(
+    "/mailgun",
+    operation_id="postMailgunEvents",
+    security=[],
+    responses={200: Applied, **PROVIDER_RESPONSES},
+)
+def mailgun_events() -> Response:
+    """Mailgun's webhooks
+
+    Checked against their HMAC; 404 while MAILER_MAILGUN_SIGNING_KEY is empty.
+    """
     key = _settings().mailgun_signing_key
     if not key:
         return _error(404, "not found")
@@ -120,8 +256,17 @@ def mailgun_events():
     )
 
 
-@bp.post("/postmark")
-def postmark_events():
+@bp.post(
+    "/postmark",
+    operation_id="postPostmarkEvents",
+    security=[],
+    responses={200: Applied, **PROVIDER_RESPONSES},
+)
+def postmark_events() -> Response:
+    """Postmark's bounce and spam complaint webhooks
+
+    Basic auth over https; 404 while MAILER_POSTMARK_WEBHOOK_AUTH is empty.
+    """
     auth = _settings().postmark_webhook_auth
     if not auth:
         return _error(404, "not found")

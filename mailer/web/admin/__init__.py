@@ -24,6 +24,7 @@ def init_app(app: Flask, limiter: Limiter) -> None:
     app.register_blueprint(bp)
     app.add_template_filter(common.local_time, "local_time")
     app.jinja_env.globals["outbox_enabled"] = common.outbox_directory
+    app.jinja_env.globals["failing_webhooks"] = common.failing_webhooks
     auth.init_login(app, limiter)
 
 
@@ -36,6 +37,7 @@ from mailer.web.admin import (  # noqa: E402, F401
     campaign_pages,
     common,
     dashboard,
+    integration_pages,
     notice_pages,
     outbox_pages,
     security_pages,

@@ -82,3 +82,11 @@ def outbox_directory() -> Path | None:
     """Where mail is written on the embedded default; None when a real relay is used."""
     transport = get_mailroom().transport
     return transport.directory if isinstance(transport, OutboxTransport) else None
+
+
+def failing_webhooks() -> list:
+    """Webhook endpoints switched off after a day of failures: every console page says so."""
+    from mailer import db
+    from mailer.outbound_webhooks.endpoints import failing_endpoints
+
+    return failing_endpoints(db.get_session())

@@ -95,6 +95,7 @@ def subscriber_profile(subscriber_id: int) -> Response:
             name=request.form.get("name", ""),
             topics=request.form.getlist("topics"),
             frequency=request.form.get("frequency", ""),
+            now=clock.now(),
         )
     except SubscriberNotFound:
         abort(404, f"There is no subscriber {subscriber_id}.")
