@@ -147,8 +147,11 @@ def commands(host: str, port: str, var: Path) -> dict[str, list[str]]:
     }
 
 
+CELERY_WORKERS = {"worker", "housekeeping", "webhooks"}
+
+
 def _child_environment(env: dict[str, str], name: str) -> dict[str, str]:
-    if name not in {"worker", "housekeeping"}:
+    if name not in CELERY_WORKERS:
         return env
     # Celery warns at length when its worker runs as root, because a root worker
     # that accepted pickled messages could be made to run anything. These accept

@@ -16,9 +16,9 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks.webhooks import Webhook
 
@@ -86,11 +86,6 @@ class _Claimed:
     secret: str
     msg_id: str
     payload: str
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands a stored UTC time back without its zone.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def signed_headers(secret: str, msg_id: str, at: datetime, payload: str) -> dict[str, str]:
@@ -167,12 +162,17 @@ def _record(
         return Sent("delivered")
     metrics.WEBHOOK_ATTEMPTS.labels("failed").inc()
     endpoint.failing_since = endpoint.failing_since or now
-    if now < _aware(delivery.window_start) + rules.retry_for:
+    if now < delivery.window_start + rules.retry_for:
         retry_in = rules.delay(delivery.attempts)
         delivery.next_attempt_at = now + timedelta(seconds=retry_in)
         return Sent("retry", retry_in)
     delivery.status = DeliveryStatus.FAILED
-    if _aware(endpoint.failing_since) <= now - rules.retry_for and endpoint.enabled:
+    # This delivery was tried for the whole retry window; if nothing the endpoint
+    # was sent succeeded since its first try, the endpoint failed all that time.
+    first_try = session.scalar(
+        select(func.min(WebhookAttempt.at)).where(WebhookAttempt.delivery_id == delivery_id)
+    )
+    if endpoint.enabled and first_try is not None and endpoint.failing_since <= first_try:
         _switch_off(session, endpoint, rules, now)
     return Sent("failed")
 
